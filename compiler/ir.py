@@ -1,0 +1,194 @@
+"""The lazy graph: immutable, hash-consed nodes of primitive ops.
+
+`Node.make` is the only constructor. It checks operands, infers shape and dtype from the primitive
+table (ops.py), and returns the existing node when an identical one is alive (structural sharing,
+so common subexpressions are shared for free). The one mutation a node ever sees is `realize`:
+once its value is computed it becomes a `buffer` leaf, which cuts the graph behind it so that
+training loops never grow it without bound.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Iterable
+
+from . import dtypes as D
+from .ops import BINARY, GATHER, LEAF, MOVEMENT, PRIMS, REDUCE, TERNARY, UNARY, out_dtype
+
+Shape = tuple
+
+
+class Node:
+    __slots__ = ("op", "srcs", "arg", "dtype", "shape", "key", "__weakref__")
+
+    def __init__(self, op: str, srcs: tuple, arg, dtype: D.DType, shape: Shape):
+        self.op, self.srcs, self.arg, self.dtype, self.shape = op, srcs, arg, dtype, shape
+        self.key = None  # interning key while the node is shared
+
+    # -- construction -------------------------------------------------------------------------
+    _interned: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+    @staticmethod
+    def make(op: str, srcs: Iterable["Node"] = (), arg=None, dtype: D.DType | None = None,
+             shape: Shape | None = None) -> "Node":
+        srcs = tuple(srcs)
+        kind = PRIMS[op].kind
+        if kind == LEAF:
+            assert dtype is not None
+            if op == "buffer":
+                return Node(op, (), arg, dtype, tuple(shape))  # never shared: identity is the buffer
+            shape = () if op == "const" else (arg,)
+        else:
+            _check(op, kind, srcs, arg)
+            dtype = out_dtype(op, [s.dtype for s in srcs], arg)
+            shape = infer_shape(op, kind, srcs, arg)
+        # ids are safe in the key: the node holds its sources, so they outlive the entry
+        key = (op, tuple(id(s) for s in srcs), _hashable(arg), dtype.name, shape)
+        node = Node._interned.get(key)
+        if node is None:
+            node = Node(op, srcs, arg, dtype, shape)
+            node.key = key
+            Node._interned[key] = node
+        return node
+
+    # -- the single mutation ------------------------------------------------------------------
+    def become_buffer(self, buf) -> None:
+        """Turn this node into a leaf holding `buf` (its computed value)."""
+        if self.key is not None and Node._interned.get(self.key) is self:
+            del Node._interned[self.key]
+        self.key = None
+        self.op, self.srcs, self.arg = "buffer", (), buf
+
+    # -- introspection ------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return PRIMS[self.op].kind
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def realized(self) -> bool:
+        return self.op == "buffer"
+
+    def __repr__(self) -> str:
+        arg = "" if self.arg is None or self.op == "buffer" else f" {self.arg}"
+        return f"<{self.op}{arg} {self.dtype.name}{list(self.shape)}>"
+
+
+def _hashable(arg):
+    if isinstance(arg, list):
+        return tuple(_hashable(a) for a in arg)
+    if isinstance(arg, D.DType):
+        return ("dtype", arg.name)
+    if isinstance(arg, float) and math.isnan(arg):
+        return ("nan",)
+    if isinstance(arg, (bool, int, float)):
+        return (type(arg).__name__, arg)  # keep 1, 1.0 and True apart
+    return arg
+
+
+def _check(op: str, kind: str, srcs: tuple, arg) -> None:
+    """Internal invariants; the framework raises user-facing errors before reaching here."""
+    nsrc = {UNARY: 1, BINARY: 2, TERNARY: 3, REDUCE: 1, MOVEMENT: 1, GATHER: 2}[kind]
+    if len(srcs) != nsrc:
+        raise ValueError(f"{op} takes {nsrc} operands, got {len(srcs)}")
+    if kind in (BINARY, TERNARY):
+        shapes = {s.shape for s in srcs}
+        if len(shapes) != 1:
+            raise ValueError(f"{op}: operand shapes differ: {[s.shape for s in srcs]}")
+        data = srcs[1:] if op == "where" else srcs
+        if len({s.dtype for s in data}) != 1:
+            raise TypeError(f"{op}: operand dtypes differ: {[s.dtype.name for s in data]}")
+        if op == "where" and srcs[0].dtype is not D.bool_:
+            raise TypeError("where: condition must be bool")
+    if kind in (UNARY, BINARY):
+        accepts = PRIMS[op].accepts
+        if srcs[0].dtype.kind not in accepts:
+            raise TypeError(f"{op} does not support {srcs[0].dtype.name}")
+    if op == "bitcast" and arg.itemsize != srcs[0].dtype.itemsize:
+        raise TypeError("bitcast needs equal item sizes")
+
+
+def infer_shape(op: str, kind: str, srcs: tuple, arg) -> Shape:
+    s = srcs[0].shape
+    if kind in (UNARY, BINARY, TERNARY):
+        return s
+    if kind == REDUCE:
+        if any(not 0 <= a < len(s) for a in arg) or list(arg) != sorted(set(arg)):
+            raise ValueError(f"bad reduce axes {arg} for shape {s}")
+        return tuple(1 if i in arg else n for i, n in enumerate(s))
+    if kind == GATHER:
+        idx = srcs[1]
+        if not idx.dtype.is_int or len(idx.shape) != len(s) or not 0 <= arg < len(s):
+            raise ValueError(f"gather: bad index {idx} for source {s} on axis {arg}")
+        if any(a != b for i, (a, b) in enumerate(zip(s, idx.shape)) if i != arg):
+            raise ValueError(f"gather: index shape {idx.shape} must match source {s} off axis {arg}")
+        return idx.shape
+    if op == "reshape":
+        if math.prod(arg) != math.prod(s) or any(n < 0 for n in arg):
+            raise ValueError(f"cannot reshape {s} to {arg}")
+        return tuple(arg)
+    if op == "permute":
+        if sorted(arg) != list(range(len(s))):
+            raise ValueError(f"bad permutation {arg} for shape {s}")
+        return tuple(s[i] for i in arg)
+    if op == "expand":
+        if len(arg) != len(s) or any(a != b and a != 1 for a, b in zip(s, arg)):
+            raise ValueError(f"cannot expand {s} to {arg}")
+        return tuple(arg)
+    if op == "pad":
+        if len(arg) != len(s) or any(b < 0 or a < 0 for b, a in arg):
+            raise ValueError(f"bad padding {arg} for shape {s}")
+        return tuple(n + b + a for n, (b, a) in zip(s, arg))
+    if op == "slice":
+        if len(arg) != len(s):
+            raise ValueError(f"bad slice {arg} for shape {s}")
+        for n, (start, step, size) in zip(s, arg):
+            if size < 0 or step == 0 or (size > 0 and not (0 <= start < n and 0 <= start + step * (size - 1) < n)):
+                raise ValueError(f"slice {arg} out of range for shape {s}")
+        return tuple(size for _, _, size in arg)
+    raise AssertionError(op)
+
+
+def toposort(roots: Iterable[Node], stop_at_buffers: bool = True) -> list[Node]:
+    """Sources before users; iterative, so graphs of any depth are fine."""
+    order, seen = [], set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for s in reversed(node.srcs):
+            if id(s) not in seen:
+                stack.append((s, False))
+    return order
+
+
+# ---- small constructors used across the compiler ---------------------------------------------
+
+def const(value, dtype: D.DType, shape: Shape = ()) -> Node:
+    c = Node.make("const", arg=_canon(value, dtype), dtype=dtype)
+    return c if shape == () else expand_to(c, shape)
+
+
+def _canon(value, dtype: D.DType):
+    if dtype.is_float:
+        return float(value)
+    if dtype is D.bool_:
+        return bool(value)
+    return int(value)
+
+
+def expand_to(node: Node, shape: Shape) -> Node:
+    if node.shape == tuple(shape):
+        return node
+    if len(node.shape) < len(shape):
+        node = Node.make("reshape", [node], (1,) * (len(shape) - len(node.shape)) + node.shape)
+    return Node.make("expand", [node], tuple(shape))

@@ -1,0 +1,1 @@
+"""ember.debug: see what the compiler did (filled in with the runtime)."""
