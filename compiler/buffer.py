@@ -10,17 +10,53 @@ import numpy as np
 from . import dtypes as D
 
 
+POOL_LIMIT = 1 << 30   # bytes of freed storage kept for reuse
+
+
+class _Pool:
+    """Caching allocator: freed storage is kept by size and handed out again.
+
+    Large numpy allocations are fresh mmaps whose every page faults on first write; a training
+    loop allocates the same sizes each step, so reusing storage saves that cost (the same reason
+    PyTorch caches device memory)."""
+
+    def __init__(self):
+        self.free: dict[int, list[np.ndarray]] = {}
+        self.bytes = 0
+
+    def alloc(self, nbytes: int) -> np.ndarray:
+        lst = self.free.get(nbytes)
+        if lst:
+            self.bytes -= nbytes
+            return lst.pop()
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+    def release(self, raw: np.ndarray) -> None:
+        if self.bytes + raw.nbytes <= POOL_LIMIT:
+            self.free.setdefault(raw.nbytes, []).append(raw)
+            self.bytes += raw.nbytes
+
+
+_pool = _Pool()
+
+
 class Buffer:
-    __slots__ = ("device", "dtype", "numel", "_data", "__weakref__")
+    __slots__ = ("device", "dtype", "numel", "_data", "_raw", "__weakref__")
 
     def __init__(self, device: str, dtype: D.DType, numel: int, data: np.ndarray | None = None):
         if device != "cpu":
             raise RuntimeError(f"no backend for device {device!r}")
         self.device, self.dtype, self.numel = device, dtype, numel
+        self._raw = None
         if data is None:
-            data = np.empty(numel, dtype=dtype.np)
+            self._raw = _pool.alloc(numel * dtype.itemsize)
+            data = self._raw[:numel * dtype.itemsize].view(dtype.np)
         assert data.dtype == dtype.np and data.ndim == 1 and data.size == numel and data.flags.c_contiguous
         self._data = data
+
+    def __del__(self):
+        if self._raw is not None:
+            _pool.release(self._raw)
 
     @staticmethod
     def from_array(arr: np.ndarray, device: str = "cpu", copy: bool = False) -> "Buffer":

@@ -191,4 +191,4 @@ def expand_to(node: Node, shape: Shape) -> Node:
         return node
     if len(node.shape) < len(shape):
         node = Node.make("reshape", [node], (1,) * (len(shape) - len(node.shape)) + node.shape)
-    return Node.make("expand", [node], tuple(shape))
+    return node if node.shape == tuple(shape) else Node.make("expand", [node], tuple(shape))

@@ -1,0 +1,110 @@
+"""Kernel IR: the backend-neutral description of one kernel.
+
+A kernel is a loop nest. Output loops walk the output shape (the outermost one is split across
+threads); reduce loops hang inside the loop whose variables their result depends on. Values are
+SSA and hash-consed per kernel; each sits in the shallowest loop that has all its inputs, so a row
+reduction used by every element of that row is computed once per row. Both code generators
+(codegen/llvm.py, codegen/triton.py) consume exactly this.
+
+Values (`KVal.op`):
+  const(value)                    index(Expr) -> int64
+  cond((Expr, lo, hi)...) -> bool  load(param, Expr, guard)      guard: constraints, () if none
+  <primitive>(srcs)               reduce(op, loops)(body)        store(param, Expr)(value)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import dtypes as D
+from .symbolic import Expr, Var
+
+
+class KVal:
+    __slots__ = ("op", "dtype", "srcs", "arg", "deps", "id")
+
+    def __init__(self, op: str, dtype: D.DType | None, srcs: tuple, arg, deps: frozenset, id: int):
+        self.op, self.dtype, self.srcs, self.arg, self.deps, self.id = op, dtype, srcs, arg, deps, id
+
+    def __repr__(self):
+        srcs = ", ".join(f"%{s.id}" for s in self.srcs)
+        arg = _fmt_arg(self.op, self.arg)
+        ty = self.dtype.name if self.dtype else "void"
+        return f"%{self.id}: {ty} = {self.op}({srcs}{', ' if srcs and arg else ''}{arg})"
+
+
+def _fmt_arg(op, arg):
+    if arg is None:
+        return ""
+    if op == "load":
+        p, idx, guard = arg
+        return f"p{p}[{idx!r}]" + (f" if {fmt_guard(guard)}" if guard else "")
+    if op == "store":
+        return f"p{arg[0]}[{arg[1]!r}]"
+    if op == "cond":
+        return fmt_guard(arg)
+    if op == "reduce":
+        return f"{arg[0]} over {', '.join(f'{v.name}<{n}' for v, n in arg[1])}"
+    if isinstance(arg, D.DType):
+        return arg.name
+    return repr(arg)
+
+
+def fmt_guard(guard) -> str:
+    return " and ".join(f"{lo} <= {e!r} <= {hi}" for e, lo, hi in guard)
+
+
+@dataclass
+class Loop:
+    var: Var
+    size: int
+    kind: str               # 'parallel' (split across threads), 'serial', 'reduce'
+    body: list = field(default_factory=list)   # KVal | Loop, in execution order
+    reduce: KVal | None = None                 # for reduce loops: the reduction they compute
+
+
+@dataclass
+class Param:
+    dtype: D.DType          # storage dtype
+    numel: int
+    role: str               # 'in' | 'out'
+
+
+@dataclass
+class Kernel:
+    name: str
+    params: list[Param]
+    body: list              # top-level statements (KVal | Loop)
+    ops: list[str]          # primitives fused into it, for the debug surface
+    shape: tuple            # output shape
+    work: int               # iterations of the innermost statements, for the threading cost model
+    bindings: dict = field(default_factory=dict)   # data-dependent Var -> KVal holding its value
+
+    def loops(self):
+        stack = list(self.body)
+        while stack:
+            s = stack.pop()
+            if isinstance(s, Loop):
+                yield s
+                stack.extend(s.body)
+
+    @property
+    def parallel_loop(self) -> Loop | None:
+        return next((s for s in self.body if isinstance(s, Loop) and s.kind == "parallel"), None)
+
+    def __str__(self) -> str:
+        lines = [f"kernel {self.name}(" + ", ".join(f"p{i}: {p.role} {p.dtype.name}[{p.numel}]"
+                                                      for i, p in enumerate(self.params)) + ")"]
+
+        def walk(stmts, ind):
+            for s in stmts:
+                if isinstance(s, Loop):
+                    lines.append(f"{ind}for {s.var.name} in 0..{s.size}  # {s.kind}")
+                    walk(s.body, ind + "  ")
+                else:
+                    lines.append(ind + repr(s))
+        walk(self.body, "  ")
+        return "\n".join(lines)
+
+
+def expr_deps(e: Expr) -> frozenset:
+    return frozenset(e.vars())

@@ -1,0 +1,381 @@
+"""Lowering: one fusion group of graph nodes -> a Kernel (kir.py).
+
+Lowering evaluates the group "at a symbolic index": `value(node, idx)` returns the SSA value of
+`node` at the index expressions `idx`. Movement ops only rewrite `idx` (so views cost nothing),
+reductions open a loop over their reduced axes, and nodes outside the group become loads. Then
+values are placed into the loop nest (each in the shallowest loop that has its inputs), and
+adjacent output loops are merged when every index stays linear in the merged variable.
+
+If a reduction would be recomputed inside a loop it does not depend on, lowering raises
+`NeedsRealize` naming it, and the scheduler gives it a kernel of its own.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import dtypes as D
+from .ir import Node
+from .kir import Kernel, KVal, Loop, Param
+from .ops import BINARY, GATHER, LEAF, MOVEMENT, REDUCE, TERNARY, UNARY
+from .symbolic import Expr, Var, const, var
+
+I64 = D.int64
+
+
+class NeedsRealize(Exception):
+    def __init__(self, node: Node, reason: str):
+        super().__init__(reason)
+        self.node, self.reason = node, reason
+
+
+def contiguous_strides(shape) -> list[int]:
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= n
+    return strides[::-1]
+
+
+def linear(idx, shape) -> Expr:
+    out = const(0)
+    for e, s in zip(idx, contiguous_strides(shape)):
+        out = out + e * s
+    return out
+
+
+def _reshape_index(idx: tuple, old: tuple, new: tuple) -> tuple:
+    """Index into `old` from an index into `new` (same numel), group by group so that
+    expressions stay small: dims are split into runs whose products match."""
+    if 0 in old:  # an empty tensor is never indexed
+        return tuple(const(0) for _ in old)
+    out, i, j = [], 0, 0
+    while i < len(old) or j < len(new):
+        gi, gj, po, pn = [i], [j], old[i] if i < len(old) else 1, new[j] if j < len(new) else 1
+        i, j = i + 1, j + 1
+        while po != pn:
+            if po < pn:
+                gi.append(i); po *= old[i]; i += 1
+            else:
+                gj.append(j); pn *= new[j]; j += 1
+        # absorb trailing size-1 dims into this group
+        while i < len(old) and old[i] == 1 and (j >= len(new) or new[j] != 1):
+            gi.append(i); i += 1
+        while j < len(new) and new[j] == 1 and (i >= len(old) or old[i] != 1):
+            gj.append(j); j += 1
+        gi = [k for k in gi if k < len(old)]
+        gj = [k for k in gj if k < len(new)]
+        flat = linear([idx[k] for k in gj], [new[k] for k in gj])
+        for k, s in zip(gi, contiguous_strides([old[k] for k in gi])):
+            out.append((flat // s) % old[k] if old[k] > 1 else const(0))
+    return tuple(out)
+
+
+def _simplify_guard(guard) -> tuple | None:
+    """Drop constraints that always hold; None if one never holds."""
+    out = []
+    for e, lo, hi in guard:
+        if e.lo >= lo and e.hi <= hi:
+            continue
+        if e.hi < lo or e.lo > hi:
+            return None
+        out.append((e, lo, hi))
+    return tuple(sorted(set(out), key=repr))
+
+
+class _Builder:
+    def __init__(self, is_input, out_loops: list[tuple[Var, int]]):
+        self.is_input = is_input
+        self.vals: dict = {}          # hash-consing of KVals
+        self.order: list[KVal] = []   # creation order == a topological order
+        self.memo: dict = {}
+        self.params: dict = {}        # id(node) -> param index
+        self.param_nodes: list[Node] = []
+        self.param_info: list[Param] = []
+        self.bindings: dict = {}      # data Var -> KVal
+        self.reduce_node: dict = {}   # id(reduce KVal) -> graph node
+        self.reduce_loops: dict = {}  # reduce Var -> reduce KVal
+        self.ops: list[str] = []
+        self.nred = 0
+        self.out_loops = out_loops
+
+    # -- value construction ---------------------------------------------------------------
+    def val(self, op, dtype, srcs=(), arg=None, extra_deps=frozenset()) -> KVal:
+        key = (op, dtype.name if dtype else None, tuple(s.id for s in srcs), arg)
+        v = self.vals.get(key)
+        if v is None:
+            deps = frozenset().union(extra_deps, *(s.deps for s in srcs))
+            if op == "reduce":
+                deps = deps - {lv for lv, _ in arg[1]}
+            v = KVal(op, dtype, tuple(srcs), arg, deps, len(self.order))
+            self.vals[key] = v
+            self.order.append(v)
+        return v
+
+    def expr_val(self, op, dtype, exprs, arg, srcs=()) -> KVal:
+        """A value whose arg holds index expressions: depends on their variables."""
+        deps, bound = set(), []
+        for e in exprs:
+            for v in e.vars():
+                if v in self.bindings:
+                    bound.append(self.bindings[v])
+                else:
+                    deps.add(v)
+        return self.val(op, dtype, tuple(srcs) + tuple(dict.fromkeys(bound)), arg, frozenset(deps))
+
+    def const(self, value, dt: D.DType) -> KVal:
+        return self.val("const", D.compute_dtype(dt), (), _const_value(value, dt))
+
+    def param(self, node: Node, role: str) -> int:
+        k = self.params.get(id(node))
+        if k is None:
+            k = self.params[id(node)] = len(self.param_nodes)
+            self.param_nodes.append(node)
+            self.param_info.append(Param(node.dtype, node.numel, role))
+        return k
+
+    # -- evaluation of a node at a symbolic index -----------------------------------------
+    def value(self, node: Node, idx: tuple, guard: tuple = ()) -> KVal:
+        key = (id(node), idx, guard)
+        v = self.memo.get(key)
+        if v is None:
+            v = self.memo[key] = self._value(node, idx, guard)
+        return v
+
+    def _value(self, node: Node, idx: tuple, guard: tuple) -> KVal:
+        cdt = D.compute_dtype(node.dtype)
+        if self.is_input(node):
+            p = self.param(node, "in")
+            li = linear(idx, node.shape)
+            return self.expr_val("load", cdt, [li] + [g[0] for g in guard], (p, li, guard))
+        op, kind = node.op, node.kind
+        if kind not in (MOVEMENT,):
+            self.ops.append(op)
+        if op == "const":
+            return self.const(node.arg, node.dtype)
+        if op == "iota":
+            iv = self.expr_val("index", I64, [idx[0]], idx[0])
+            return iv if node.dtype is I64 else self.val("cast", cdt, (iv,), (I64, node.dtype))
+        if op == "contiguous":
+            return self.value(node.srcs[0], idx, guard)
+        if kind in (UNARY, BINARY, TERNARY):
+            srcs = tuple(self.value(s, idx, guard) for s in node.srcs)
+            arg = (node.srcs[0].dtype, node.arg) if op in ("cast", "bitcast") else None
+            return self.val(op, cdt, srcs, arg)
+        if kind == MOVEMENT:
+            return self._movement(node, idx, guard)
+        if kind == REDUCE:
+            return self._reduce(node, idx, guard)
+        if kind == GATHER:
+            return self._gather(node, idx, guard)
+        raise AssertionError(f"cannot lower {node}")
+
+    def _movement(self, node: Node, idx: tuple, guard: tuple) -> KVal:
+        src, op, arg = node.srcs[0], node.op, node.arg
+        if op == "reshape":
+            return self.value(src, _reshape_index(idx, src.shape, node.shape), guard)
+        if op == "permute":
+            inv = [0] * len(arg)
+            for k, a in enumerate(arg):
+                inv[a] = idx[k]
+            return self.value(src, tuple(inv), guard)
+        if op == "expand":
+            return self.value(src, tuple(const(0) if n == 1 else e for e, n in zip(idx, src.shape)), guard)
+        if op == "slice":
+            return self.value(src, tuple(e * step + start for e, (start, step, _) in zip(idx, arg)), guard)
+        if op == "pad":
+            cons = tuple((e, b, b + n - 1) for e, (b, _), n in zip(idx, arg, src.shape))
+            cons = _simplify_guard(cons)
+            if cons is None:
+                return self.const(0, node.dtype)
+            inner = tuple(e - b for e, (b, _) in zip(idx, arg))
+            v = self.value(src, inner, _simplify_guard(guard + cons) or ())
+            if not cons:
+                return v
+            c = self.expr_val("cond", D.bool_, [e for e, _, _ in cons], cons)
+            return self.val("where", v.dtype, (c, v, self.const(0, node.dtype)))
+        raise AssertionError(op)
+
+    def _reduce(self, node: Node, idx: tuple, guard: tuple) -> KVal:
+        src = node.srcs[0]
+        loops, body_idx = [], list(idx)
+        for a in node.arg:
+            n = src.shape[a]
+            rv = Var(f"r{self.nred}", 0, max(n - 1, 0))
+            self.nred += 1
+            loops.append((rv, n))
+            body_idx[a] = var(rv.name, 0, n - 1) if n > 1 else const(0)
+        if any(n == 0 for _, n in loops):
+            return self.const(_identity(node.op, node.dtype), node.dtype)
+        body = self.value(src, tuple(body_idx), guard)
+        loops = tuple((v, n) for v, n in loops if n > 1)
+        if not loops:
+            return body
+        r = self.val("reduce", body.dtype, (body,), (node.op, loops))
+        self.reduce_node[r.id] = node
+        for lv, _ in loops:
+            self.reduce_loops[lv] = r
+        return r
+
+    def _gather(self, node: Node, idx: tuple, guard: tuple) -> KVal:
+        src, index = node.srcs
+        n = src.shape[node.arg]
+        iv = self.value(index, idx, guard)
+        if iv.dtype is not I64:
+            iv = self.val("cast", I64, (iv,), (index.dtype, I64))
+        iv = self.val("min", I64, (self.val("max", I64, (iv, self.const(0, I64))), self.const(max(n - 1, 0), I64)))
+        sidx = list(idx)
+        if n > 1:
+            g = Var(f"g{len(self.bindings)}", 0, n - 1)
+            self.bindings[g] = iv
+            sidx[node.arg] = Expr({g: 1}, 0)
+        else:
+            sidx[node.arg] = const(0)
+        return self.value(src, tuple(sidx), guard)
+
+    def store(self, node: Node, idx: tuple) -> None:
+        p = self.param(node, "out")
+        v = self.value(node, idx)
+        li = linear(idx, node.shape)
+        self.expr_val("store", None, [li], (p, li), srcs=(v,))
+
+    def exprs(self):
+        for v in self.order:
+            if v.op in ("load", "store"):
+                yield v.arg[1]
+            if v.op == "index":
+                yield v.arg
+            if v.op == "cond" or (v.op == "load" and v.arg[2]):
+                yield from (e for e, _, _ in (v.arg if v.op == "cond" else v.arg[2]))
+
+
+def _identity(op: str, dt: D.DType):
+    if op == "sum":
+        return 0
+    if op == "prod":
+        return 1
+    hi = op == "rmin"
+    if dt.is_float:
+        return math.inf if hi else -math.inf
+    if dt is D.bool_:
+        return hi
+    info = np.iinfo(dt.np)
+    return int(info.max if hi else info.min)
+
+
+def _const_value(value, dt: D.DType):
+    if dt.is_float:
+        return float(np.array(value, dtype=dt.np).astype(np.float64))  # rounded to the storage type
+    if dt is D.bool_:
+        return bool(value)
+    return int(np.array(value).astype(dt.np))
+
+
+# ---- the driver -----------------------------------------------------------------------------
+
+def lower(outputs: list[Node], is_input, name: str = "") -> tuple[Kernel, list[Node]]:
+    """Lower a fusion group whose results are `outputs` (all of one shape).
+
+    Returns the kernel and the graph node bound to each of its params.
+    """
+    shape = outputs[0].shape
+    dims = [k for k, n in enumerate(shape) if n > 1]
+    # loops: list of (dims covered, size); start with one loop per non-trivial dim
+    loops = [([k], shape[k]) for k in dims]
+    b = _build(outputs, is_input, shape, loops)
+    # merge adjacent loops (innermost first) while every index stays linear in the merged variable
+    exprs = list(b.exprs())
+    merged = [(lv, n) for lv, n in b.out_loops]
+    subst: dict = {}
+    k = len(loops) - 1
+    while k > 0:
+        (va, na), (vb, nb) = merged[k - 1], merged[k]
+        m = Var(f"m{k}", 0, na * nb - 1)
+        me = Expr({m: 1}, 0)
+        trial = {va: me // nb, vb: me % nb}
+        new_exprs = [e.substitute(trial) for e in exprs]
+        if not any(e.nonlinear_in(m) for e in new_exprs):
+            exprs = new_exprs
+            merged[k - 1:k + 1] = [(m, na * nb)]
+            loops[k - 1:k + 1] = [(loops[k - 1][0] + loops[k][0], na * nb)]
+        k -= 1
+    if len(loops) != len(b.out_loops):
+        b = _build(outputs, is_input, shape, loops)
+    return _place(b, outputs, name), b.param_nodes
+
+
+def _build(outputs, is_input, shape, loops) -> _Builder:
+    out_loops = [(Var(f"i{k}", 0, n - 1), n) for k, (_, n) in enumerate(loops)]
+    idx = [const(0)] * len(shape)
+    for (dims, _), (lv, n) in zip(loops, out_loops):
+        sizes = [shape[d] for d in dims]
+        flat = Expr({lv: 1}, 0)
+        for d, s in zip(dims, contiguous_strides(sizes)):
+            idx[d] = (flat // s) % shape[d]
+    b = _Builder(is_input, out_loops)
+    for o in outputs:
+        b.store(o, tuple(idx))
+    return b
+
+
+def _place(b: _Builder, outputs, name) -> Kernel:
+    """Put each value into the shallowest loop that has all its inputs (loop-invariant code
+    motion by construction), and nest every reduction's loops where its result is needed."""
+    top: list = []
+    depth: dict = {}
+    block: dict = {}
+    path: dict = {}            # loop var -> list of enclosing loop vars (itself included)
+    parent_body = top
+    for k, (lv, n) in enumerate(b.out_loops):
+        lp = Loop(lv, n, "parallel" if k == 0 else "serial")
+        depth[lv], block[lv] = k + 1, lp
+        path[lv] = [v for v, _ in b.out_loops[:k + 1]]
+    reduces = [v for v in b.order if v.op == "reduce"]
+    red_loops = {}
+    for r in reversed(reduces):  # outer reductions first: inner ones hang in their loops
+        home = _home(r.deps, depth)
+        hdepth = depth.get(home, 0)
+        enclosing = path.get(home, [])
+        waste = math.prod(block[v].size for v in enclosing if v not in r.deps)
+        if waste > 1:
+            node = b.reduce_node[r.id]
+            raise NeedsRealize(node, f"reduction {node.op}{list(node.arg)} of {list(node.srcs[0].shape)} "
+                                     f"would be recomputed {waste}x inside loops it does not depend on")
+        chain = []
+        for j, (lv, n) in enumerate(r.arg[1]):
+            lp = Loop(lv, n, "reduce", reduce=r)
+            depth[lv], block[lv] = hdepth + j + 1, lp
+            path[lv] = enclosing + [v for v, _ in r.arg[1][:j + 1]]
+            chain.append(lp)
+        red_loops[r.id] = chain
+    work = 0
+    for v in b.order:
+        home = _home(v.deps, depth)
+        body = block[home].body if home is not None else top
+        if v.op == "reduce":
+            body.append(red_loops[v.id][0])
+            work += math.prod(block[x].size for x in path[v.arg[1][-1][0]])
+        body.append(v)
+    # inner loops go after everything they depend on in their parent
+    for chain in red_loops.values():
+        for outer, inner in zip(chain, chain[1:]):
+            outer.body.append(inner)
+    for k in range(len(b.out_loops) - 1, -1, -1):
+        lv = b.out_loops[k][0]
+        (block[b.out_loops[k - 1][0]].body if k else top).append(block[lv])
+    work += math.prod(n for _, n in b.out_loops)
+    shape = outputs[0].shape
+    ops = list(dict.fromkeys(b.ops))
+    kind = "r" if any(v.op == "reduce" for v in b.order) else "e"
+    kname = name or f"{kind}_{'_'.join(ops[:4]) or 'copy'}_{'x'.join(map(str, shape)) or 'scalar'}"
+    return Kernel(kname, b.param_info, top, ops, shape, work, dict(b.bindings))
+
+
+def _home(deps, depth) -> Var | None:
+    best, bd = None, 0
+    for v in deps:
+        d = depth[v]
+        if d > bd:
+            best, bd = v, d
+    return best

@@ -1,0 +1,148 @@
+"""realize: graph -> rewrite -> schedule -> lower -> codegen -> compile -> launch.
+
+The whole pipeline runs once per graph *structure*: a plan (kernels plus where each kernel's
+buffers come from) is cached under a key that abstracts buffers to their position, dtype and
+shape, so the eager-looking training loop, which builds the same graph every step, pays only for
+hashing the graph and launching kernels from the second step on.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import debug
+from .buffer import Buffer
+from .codegen import llvm as llvm_codegen
+from .ir import Node, _hashable, toposort
+from .rewrite import rewrite
+from .runtime import cpu
+from .schedule import schedule
+
+
+@dataclass
+class Step:
+    """One kernel launch of a plan; params name their buffers by source."""
+    name: str
+    fn: object
+    params: list[tuple[str, int]]   # ('leaf', i) graph input | ('tmp', j) buffer made by the plan
+    out_tmps: list[int]
+    n: int                          # outermost loop size
+    work: int
+    compiled: "CompiledKernel"
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    tmps: list[tuple]               # (dtype, numel) of every buffer the plan makes
+    outputs: list[tuple[str, int]]  # where each requested output ends up: ('tmp'|'leaf', index)
+    schedule_text: str
+
+
+@dataclass
+class CompiledKernel:
+    name: str
+    symbol: str
+    kernel: object                  # kir.Kernel
+    source: str                     # LLVM IR
+    fn: object
+    cache_hit: bool
+    reasons: list[str]
+
+
+_plans: dict = {}
+_kernels: dict = {}
+
+
+def structure_key(outputs: list[Node]) -> tuple[str, list[Node]]:
+    """A key equal for graphs of equal structure, and the buffer leaves in key order."""
+    order = toposort(outputs)
+    pos: dict = {}
+    leaves: list[Node] = []
+    parts = []
+    for n in order:
+        pos[id(n)] = len(pos)
+        if n.realized:
+            parts.append(("B", n.dtype.name, n.shape))
+            leaves.append(n)
+        else:
+            parts.append((n.op, _hashable(n.arg), n.dtype.name, n.shape, tuple(pos[id(s)] for s in n.srcs)))
+    parts.append(tuple(pos[id(o)] for o in outputs))
+    return repr(parts), leaves
+
+
+def compile_kernel(kernel, reasons) -> CompiledKernel:
+    """Generate and compile one kernel; identical kernels are compiled once per process."""
+    probe = llvm_codegen.render(kernel, "KERNEL")
+    ck = _kernels.get(probe)
+    if ck is None:
+        symbol = "ember_" + hashlib.sha256(probe.encode()).hexdigest()[:16]
+        src = probe.replace("@KERNEL(", f"@{symbol}(", 1)
+        c = cpu.compiler()
+        obj, hit = c.object_code(src)
+        fn = c.load(obj, symbol, len(kernel.params))
+        ck = _kernels[probe] = CompiledKernel(kernel.name, symbol, kernel, src, fn, hit, reasons)
+    return ck
+
+
+def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
+    rewritten = rewrite(outputs)
+    sched = schedule([r for r in dict.fromkeys(rewritten) if not r.realized])
+    leaf_pos = {id(n): k for k, n in enumerate(leaves)}
+    tmp_of: dict = {}
+    tmps: list = []
+    steps = []
+    for sk in sched:
+        for o in sk.outputs:
+            tmp_of[id(o)] = len(tmps)
+            tmps.append((o.dtype, o.numel))
+        ck = compile_kernel(sk.kernel, sk.reasons)
+        params = []
+        for n in sk.inputs:
+            if id(n) in tmp_of:
+                params.append(("tmp", tmp_of[id(n)]))
+            elif id(n) in leaf_pos:
+                params.append(("leaf", leaf_pos[id(n)]))
+            else:
+                raise AssertionError(f"kernel input {n} is neither a leaf nor computed earlier")
+        pl = sk.kernel.parallel_loop
+        steps.append(Step(sk.kernel.name, ck.fn, params, [tmp_of[id(o)] for o in sk.outputs],
+                          pl.size if pl else 1, sk.kernel.work, ck))
+    # an output may have simplified to an input buffer: values are immutable, so it is shared
+    outs = [("tmp", tmp_of[id(r)]) if id(r) in tmp_of else ("leaf", leaf_pos[id(r)]) for r in rewritten]
+    text = "\n".join(f"kernel {k}: {s.kernel.name}  outputs={[str(o) for o in s.outputs]}  why={s.reasons}"
+                     for k, s in enumerate(sched))
+    return Plan(steps, tmps, outs, text)
+
+
+def run(outputs: list[Node]) -> None:
+    """Compute `outputs`; each becomes a buffer leaf."""
+    t0 = time.perf_counter()
+    key, leaves = structure_key(outputs)
+    plan = _plans.get(key)
+    cached = plan is not None
+    if plan is None:
+        plan = _plans[key] = build_plan(outputs, leaves)
+    device = "cpu"
+    bufs = [Buffer(device, dt, n) for dt, n in plan.tmps]
+    leaf_bufs = [n.arg for n in leaves]
+    recording = debug.active()
+    for st in plan.steps:
+        ptrs = [(leaf_bufs[i] if src == "leaf" else bufs[i]).ptr() for src, i in st.params]
+        if st.n == 0 or any(plan.tmps[t][1] == 0 for t in st.out_tmps):
+            continue
+        if recording:
+            t = time.perf_counter()
+            cpu.launch(st.fn, ptrs, st.n, st.work)
+            debug.record_launch(st.compiled, time.perf_counter() - t, [bufs[i] for i in st.out_tmps])
+        else:
+            cpu.launch(st.fn, ptrs, st.n, st.work)
+    for node, (src, i) in zip(outputs, plan.outputs):
+        node.become_buffer(bufs[i] if src == "tmp" else leaf_bufs[i])
+    debug.record_realize(plan, cached, time.perf_counter() - t0)
+
+
+__all__ = ["run", "structure_key", "compile_kernel", "np"]

@@ -1,0 +1,1 @@
+"""Runtimes: compile generated source for a device and launch kernels."""

@@ -1,0 +1,121 @@
+"""CPU runtime: LLVM IR -> optimised machine code (llvmlite MCJIT) -> ctypes launches.
+
+Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel's outermost
+loop is split into one chunk per core when the kernel does enough work to pay for the hand-off;
+ctypes releases the GIL during the call, so the chunks run in parallel on a thread pool.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from .. import cache
+
+PARALLEL_MIN_WORK = 1 << 15   # iterations; below this one core is faster than the hand-off
+
+
+def num_threads() -> int:
+    env = os.environ.get("EMBER_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class CPUCompiler:
+    def __init__(self):
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+        self.cpu = llvm.get_host_cpu_name()
+        self.features = llvm.get_host_cpu_features().flatten()
+        self.triple = llvm.get_process_triple()
+        self.tm = target.create_target_machine(cpu=self.cpu, features=self.features, opt=3,
+                                               reloc="default", codemodel="jitdefault")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
+        self.lock = threading.Lock()
+        self.fingerprint = f"{self.triple}|{self.cpu}|{self.features}|llvmlite {llvmlite.__version__}"
+
+    def optimize(self, mod) -> None:
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pto.loop_unrolling = True
+        pb = llvm.create_pass_builder(self.tm, pto)
+        pm = pb.getModulePassManager()
+        pm.run(mod, pb)
+
+    def object_code(self, ir: str) -> tuple[bytes, bool]:
+        """Machine code for `ir`, from the disk cache when possible. Returns (code, cache_hit)."""
+        k = cache.key("llvm-object", self.fingerprint, ir)
+        obj = cache.get(k)
+        if obj is not None:
+            return obj, True
+        mod = llvm.parse_assembly(ir)
+        mod.verify()
+        self.optimize(mod)
+        obj = self.tm.emit_object(mod)
+        cache.put(k, obj)
+        return obj, False
+
+    def load(self, obj: bytes, symbol: str, nparams: int):
+        with self.lock:
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+            addr = self.engine.get_function_address(symbol)
+        if not addr:
+            raise RuntimeError(f"ember: symbol {symbol} missing from compiled object")
+        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nparams), ctypes.c_int64, ctypes.c_int64)
+        return proto(addr)
+
+    def optimized_ir(self, ir: str) -> str:
+        mod = llvm.parse_assembly(ir)
+        self.optimize(mod)
+        return str(mod)
+
+    def assembly(self, ir: str) -> str:
+        mod = llvm.parse_assembly(ir)
+        self.optimize(mod)
+        return self.tm.emit_assembly(mod)
+
+
+_compiler: CPUCompiler | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def compiler() -> CPUCompiler:
+    global _compiler
+    if _compiler is None:
+        _compiler = CPUCompiler()
+    return _compiler
+
+
+def _threads():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1), thread_name_prefix="ember")
+    return _pool
+
+
+def launch(fn, ptrs: list[int], n: int, work: int) -> None:
+    """Run fn over the outermost loop range [0, n), split across cores if it pays."""
+    nt = num_threads()
+    if n <= 1 or nt == 1 or work < PARALLEL_MIN_WORK:
+        fn(*ptrs, 0, n)
+        return
+    parts = min(nt, n)
+    step = -(-n // parts)
+    if n >= 64 * parts:  # keep chunk boundaries on cache lines
+        step = -(-step // 16) * 16
+    bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
+    futures = [_threads().submit(fn, *ptrs, s, e) for s, e in bounds[1:]]
+    fn(*ptrs, *bounds[0])
+    for f in futures:
+        f.result()
