@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from .ir import Node, toposort
 from .kir import Kernel
 from .lower import NeedsRealize, lower
-from .ops import GATHER, REDUCE
+from .ops import GATHER, MOVEMENT, REDUCE
 
 MAX_KERNEL_OPS = 400
 MAX_GROUP_OUTPUTS = 8
@@ -45,40 +45,44 @@ def _roots(outputs: list[Node], extra: dict) -> dict:
     for n in order:
         if n.op == "contiguous" and id(n) not in roots:
             roots[id(n)] = (n, "contiguous")
-    changed = True
-    while changed:
-        changed = False
-        # size limit: count primitives inlined into each node's kernel (shared nodes counted per use,
-        # which errs on the side of smaller kernels)
-        cost: dict = {}
-        for n in order:
-            if n.realized:
-                cost[id(n)] = 0
-                continue
-            c = 1 + sum(cost[id(s)] for s in n.srcs if id(s) not in roots)
-            if c > MAX_KERNEL_OPS and id(n) not in roots:
-                roots[id(n)] = (n, "size-limit")
-                changed = True
-            cost[id(n)] = c
-        # which kernels each inlined node ends up in (bitmask over roots)
-        bit = {rid: 1 << k for k, rid in enumerate(roots)}
-        member: dict = {}
-        has_red: dict = {}
-        for n in order:
-            has_red[id(n)] = n.kind in (REDUCE, GATHER) or any(
-                has_red[id(s)] for s in n.srcs if id(s) not in roots and not s.realized)
-        for n in reversed(order):
-            m = bit.get(id(n), 0) | member.get(id(n), 0)
-            for s in n.srcs:
-                if not s.realized:
-                    member[id(s)] = member.get(id(s), 0) | (bit[id(n)] if id(n) in roots else m)
-        for n in order:
-            if id(n) in roots or n.realized:
-                continue
-            if has_red[id(n)] and bin(member.get(id(n), 0)).count("1") > 1:
-                roots[id(n)] = (n, "shared-reduce")
-                changed = True
-    return roots
+    # size limit: count primitives inlined into each node's kernel (shared nodes counted per use,
+    # which errs on the side of smaller kernels)
+    cost: dict = {}
+    for n in order:
+        c = 0 if n.realized else 1 + sum(cost[id(s)] for s in n.srcs if id(s) not in roots)
+        if c > MAX_KERNEL_OPS and id(n) not in roots:
+            roots[id(n)] = (n, "size-limit")
+            c = 1
+        cost[id(n)] = c
+    # shared reductions: one at a time, the one nearest the outputs first, since giving it a
+    # buffer takes everything beneath it out of the other kernels
+    while True:
+        n = _latest_shared_reduction(order, roots)
+        if n is None:
+            return roots
+        while n.kind == MOVEMENT:  # buffer the computed value, not a view of it
+            n = n.srcs[0]
+        roots[id(n)] = (n, "shared-reduce")
+
+
+def _latest_shared_reduction(order: list[Node], roots: dict) -> Node | None:
+    bit = {rid: 1 << k for k, rid in enumerate(roots)}
+    member: dict = {}          # id -> bitmask of the kernels a node is inlined into
+    for n in reversed(order):
+        m = bit[id(n)] if id(n) in roots else member.get(id(n), 0)
+        for s in n.srcs:
+            if not s.realized:
+                member[id(s)] = member.get(id(s), 0) | m
+    has_red: dict = {}
+    for n in order:
+        has_red[id(n)] = n.kind in (REDUCE, GATHER) or any(
+            has_red[id(s)] for s in n.srcs if id(s) not in roots and not s.realized)
+    for n in reversed(order):
+        if id(n) in roots or n.realized:
+            continue
+        if has_red[id(n)] and bin(member.get(id(n), 0)).count("1") > 1:
+            return n
+    return None
 
 
 def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
