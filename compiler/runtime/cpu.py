@@ -46,7 +46,9 @@ class CPUCompiler:
     def optimize(self, mod) -> None:
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
         pto.loop_vectorization = True
-        pto.slp_vectorization = True
+        # SLP is off: llvmlite's LLVM (built with assertions) aborts in the SLP vectorizer on
+        # some index patterns (RAUW assertion in Value.cpp); our inner loops vectorize anyway.
+        pto.slp_vectorization = False
         pto.loop_unrolling = True
         pb = llvm.create_pass_builder(self.tm, pto)
         pm = pb.getModulePassManager()
