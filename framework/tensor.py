@@ -15,6 +15,7 @@ import numpy as np
 from ember.compiler import Buffer, Node, dtypes as D, realize as _realize
 from ember.compiler.ir import expand_to
 
+from . import autograd as _autograd
 from .errors import ShapeError
 
 _DEFAULT_FLOAT = [D.float32]
@@ -44,7 +45,7 @@ def _canon_device(device) -> str:
 
 
 class Tensor:
-    __slots__ = ("node", "device", "requires_grad", "grad", "_ctx", "__weakref__")
+    __slots__ = ("node", "device", "grad", "_ctx", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, data, dtype: D.DType | None = None, device=None, requires_grad: bool = False):
@@ -53,7 +54,9 @@ class Tensor:
         self._init(t.node, t.device, requires_grad)
 
     def _init(self, node: Node, device: str, requires_grad: bool = False):
-        self.node, self.device, self.requires_grad, self.grad, self._ctx = node, device, requires_grad, None, None
+        self.node, self.device, self.grad, self._ctx = node, device, None, None
+        if requires_grad:
+            self.requires_grad = True
 
     @staticmethod
     def _wrap(node: Node, device: str = "cpu") -> "Tensor":
@@ -69,7 +72,57 @@ class Tensor:
                 raise RuntimeError(f"expected all tensors to be on the same device, but found "
                                    f"{self.device} and {o.device}")
         node = Node.make(op, [self.node] + [o.node for o in others], arg)
-        return Tensor._wrap(node, self.device)
+        out = Tensor._wrap(node, self.device)
+        if self._ctx is not None or any(o._ctx is not None for o in others):
+            _autograd.record(op, arg, (self,) + others, out)
+        return out
+
+    def _rebind(self, out: "Tensor") -> "Tensor":
+        """In-place update: self takes `out`'s value and history. Uses of the old value recorded
+        earlier keep referring to it (autograd records belong to values, not tensors)."""
+        if self._ctx is not None and self._ctx.leaf is not None and _grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if self._ctx is not None and self._ctx.leaf is not None:  # under no_grad: stays the same leaf
+            self.node = out.node
+            return self
+        self.node, self._ctx = out.node, out._ctx
+        return self
+
+    # -- autograd -------------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._ctx is not None
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if flag and self._ctx is None:
+            if not self.dtype.is_float:
+                raise RuntimeError("only Tensors of floating point dtype can require gradients")
+            self._ctx = _autograd.Record.for_leaf(self)
+        elif not flag and self._ctx is not None:
+            if self._ctx.leaf is None:
+                raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                                   "computed variable in a subgraph that doesn't require differentiation use "
+                                   "var_no_grad = var.detach().")
+            self._ctx = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None or self._ctx.leaf is not None
+
+    @property
+    def grad_fn(self):
+        return None if self.is_leaf else _autograd.GradFn(self._ctx)
+
+    def backward(self, gradient: "Tensor | None" = None, retain_graph=None, create_graph: bool = False,
+                 inputs=None) -> None:
+        """Accumulate gradients into leaves' `.grad`. Nothing is computed yet: the gradients are
+        lazy graphs, realized (and fused with the forward pass) when they are used."""
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook):
+        """Call hook(grad) when this value's gradient is computed; a returned tensor replaces it."""
+        return _autograd.register_hook(self, hook)
 
     # -- metadata ---------------------------------------------------------------------------
     @property
