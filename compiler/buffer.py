@@ -13,6 +13,12 @@ from . import dtypes as D
 POOL_LIMIT = 1 << 30   # bytes of freed storage kept for reuse
 
 
+class _Stats:
+    """Bytes of live kernel-made buffers, and the peak since the last reset (ember.debug.memory_stats)."""
+    live = 0
+    peak = 0
+
+
 class _Pool:
     """Caching allocator: freed storage is kept by size and handed out again.
 
@@ -40,6 +46,14 @@ class _Pool:
 _pool = _Pool()
 
 
+def memory_stats() -> dict:
+    return {"live_bytes": _Stats.live, "peak_bytes": _Stats.peak, "pooled_bytes": _pool.bytes}
+
+
+def reset_peak() -> None:
+    _Stats.peak = _Stats.live
+
+
 class Buffer:
     __slots__ = ("device", "dtype", "numel", "_data", "_raw", "__weakref__")
 
@@ -51,11 +65,14 @@ class Buffer:
         if data is None:
             self._raw = _pool.alloc(numel * dtype.itemsize)
             data = self._raw[:numel * dtype.itemsize].view(dtype.np)
+            _Stats.live += self._raw.nbytes
+            _Stats.peak = max(_Stats.peak, _Stats.live)
         assert data.dtype == dtype.np and data.ndim == 1 and data.size == numel and data.flags.c_contiguous
         self._data = data
 
     def __del__(self):
         if self._raw is not None:
+            _Stats.live -= self._raw.nbytes
             _pool.release(self._raw)
 
     @staticmethod

@@ -29,6 +29,7 @@ class Step:
     fn: object
     params: list[tuple[str, int]]   # ('leaf', i) graph input | ('tmp', j) buffer made by the plan
     out_tmps: list[int]
+    free_after: list[int]           # tmps read for the last time by this step
     n: int                          # outermost loop size
     work: int
     compiled: "CompiledKernel"
@@ -109,10 +110,20 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
             else:
                 raise AssertionError(f"kernel input {n} is neither a leaf nor computed earlier")
         pl = sk.kernel.parallel_loop
-        steps.append(Step(sk.kernel.name, ck.fn, params, [tmp_of[id(o)] for o in sk.outputs],
+        steps.append(Step(sk.kernel.name, ck.fn, params, [tmp_of[id(o)] for o in sk.outputs], [],
                           pl.size if pl else 1, sk.kernel.work, ck))
     # an output may have simplified to an input buffer: values are immutable, so it is shared
     outs = [("tmp", tmp_of[id(r)]) if id(r) in tmp_of else ("leaf", leaf_pos[id(r)]) for r in rewritten]
+    # liveness: a buffer that is not a result is released right after the last kernel reading it
+    last_read = {}
+    for k, st in enumerate(steps):
+        for src, i in st.params:
+            if src == "tmp":
+                last_read[i] = k
+    kept = {i for src, i in outs if src == "tmp"}
+    for i, k in last_read.items():
+        if i not in kept:
+            steps[k].free_after.append(i)
     text = "\n".join(f"kernel {k}: {s.kernel.name}  outputs={[str(o) for o in s.outputs]}  why={s.reasons}"
                      for k, s in enumerate(sched))
     return Plan(steps, tmps, outs, text)
@@ -127,10 +138,12 @@ def run(outputs: list[Node]) -> None:
     if plan is None:
         plan = _plans[key] = build_plan(outputs, leaves)
     device = "cpu"
-    bufs = [Buffer(device, dt, n) for dt, n in plan.tmps]
+    bufs: list = [None] * len(plan.tmps)
     leaf_bufs = [n.arg for n in leaves]
     recording = debug.active()
     for st in plan.steps:
+        for t in st.out_tmps:  # allocated when first written, released after the last read
+            bufs[t] = Buffer(device, *plan.tmps[t])
         ptrs = [(leaf_bufs[i] if src == "leaf" else bufs[i]).ptr() for src, i in st.params]
         if st.n == 0 or any(plan.tmps[t][1] == 0 for t in st.out_tmps):
             continue
@@ -140,6 +153,8 @@ def run(outputs: list[Node]) -> None:
             debug.record_launch(st.compiled, time.perf_counter() - t, [bufs[i] for i in st.out_tmps])
         else:
             cpu.launch(st.fn, ptrs, st.n, st.work)
+        for t in st.free_after:
+            bufs[t] = None
     for node, (src, i) in zip(outputs, plan.outputs):
         node.become_buffer(bufs[i] if src == "tmp" else leaf_bufs[i])
     debug.record_realize(plan, cached, time.perf_counter() - t0)
