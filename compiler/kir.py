@@ -1,7 +1,7 @@
 """Kernel IR: the backend-neutral description of one kernel.
 
-A kernel is a loop nest. Output loops walk the output shape (the outermost one is split across
-threads); reduce loops hang inside the loop whose variables their result depends on. Values are
+A kernel is one or more independent loop nests. Output loops walk an output shape (each nest's
+outermost loop is split across threads); reduce loops hang inside the loop whose variables their result depends on. Values are
 SSA and hash-consed per kernel; each sits in the shallowest loop that has all its inputs, so a row
 reduction used by every element of that row is computed once per row. Both code generators
 (codegen/llvm.py, codegen/triton.py) consume exactly this.
@@ -86,10 +86,6 @@ class Kernel:
             if isinstance(s, Loop):
                 yield s
                 stack.extend(s.body)
-
-    @property
-    def parallel_loop(self) -> Loop | None:
-        return next((s for s in self.body if isinstance(s, Loop) and s.kind == "parallel"), None)
 
     def __str__(self) -> str:
         lines = [f"kernel {self.name}(" + ", ".join(f"p{i}: {p.role} {p.dtype.name}[{p.numel}]"

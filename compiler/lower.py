@@ -84,15 +84,23 @@ def _simplify_guard(guard) -> tuple | None:
     return tuple(sorted(set(out), key=repr))
 
 
+class _Params:
+    """A kernel's buffer parameters, shared by all its loop nests."""
+
+    def __init__(self):
+        self.index: dict = {}         # id(node) -> param index
+        self.nodes: list[Node] = []
+        self.info: list[Param] = []
+
+
 class _Builder:
-    def __init__(self, is_input, out_loops: list[tuple[Var, int]]):
+    def __init__(self, is_input, out_loops: list[tuple[Var, int]], params: _Params, prefix: str = "", id_base: int = 0):
         self.is_input = is_input
         self.vals: dict = {}          # hash-consing of KVals
         self.order: list[KVal] = []   # creation order == a topological order
         self.memo: dict = {}
-        self.params: dict = {}        # id(node) -> param index
-        self.param_nodes: list[Node] = []
-        self.param_info: list[Param] = []
+        self.p = params
+        self.prefix, self.id_base = prefix, id_base
         self.bindings: dict = {}      # data Var -> KVal
         self.reduce_node: dict = {}   # id(reduce KVal) -> graph node
         self.reduce_loops: dict = {}  # reduce Var -> reduce KVal
@@ -108,7 +116,7 @@ class _Builder:
             deps = frozenset().union(extra_deps, *(s.deps for s in srcs))
             if op == "reduce":
                 deps = deps - {lv for lv, _ in arg[1]}
-            v = KVal(op, dtype, tuple(srcs), arg, deps, len(self.order))
+            v = KVal(op, dtype, tuple(srcs), arg, deps, self.id_base + len(self.order))
             self.vals[key] = v
             self.order.append(v)
         return v
@@ -128,11 +136,12 @@ class _Builder:
         return self.val("const", D.compute_dtype(dt), (), _const_value(value, dt))
 
     def param(self, node: Node, role: str) -> int:
-        k = self.params.get(id(node))
+        p = self.p
+        k = p.index.get(id(node))
         if k is None:
-            k = self.params[id(node)] = len(self.param_nodes)
-            self.param_nodes.append(node)
-            self.param_info.append(Param(node.dtype, node.numel, role))
+            k = p.index[id(node)] = len(p.nodes)
+            p.nodes.append(node)
+            p.info.append(Param(node.dtype, node.numel, role))
         return k
 
     # -- evaluation of a node at a symbolic index -----------------------------------------
@@ -202,7 +211,7 @@ class _Builder:
         loops, body_idx = [], list(idx)
         for a in node.arg:
             n = src.shape[a]
-            rv = Var(f"r{self.nred}", 0, max(n - 1, 0))
+            rv = Var(f"{self.prefix}r{self.nred}", 0, max(n - 1, 0))
             self.nred += 1
             loops.append((rv, n))
             body_idx[a] = var(rv.name, 0, n - 1) if n > 1 else const(0)
@@ -227,7 +236,7 @@ class _Builder:
         iv = self.val("min", I64, (self.val("max", I64, (iv, self.const(0, I64))), self.const(max(n - 1, 0), I64)))
         sidx = list(idx)
         if n > 1:
-            g = Var(f"g{len(self.bindings)}", 0, n - 1)
+            g = Var(f"{self.prefix}g{len(self.bindings)}", 0, n - 1)
             self.bindings[g] = iv
             sidx[node.arg] = Expr({g: 1}, 0)
         else:
@@ -274,59 +283,78 @@ def _const_value(value, dt: D.DType):
 
 # ---- the driver -----------------------------------------------------------------------------
 
-def lower(outputs: list[Node], is_input, name: str = "") -> tuple[Kernel, list[Node]]:
-    """Lower a fusion group whose results are `outputs` (all of one shape).
+def lower(nests: list[list[Node]], is_input, name: str = "") -> tuple[Kernel, list[Node]]:
+    """Lower a fusion group into one kernel: one loop nest per list of same-shape outputs.
 
-    Returns the kernel and the graph node bound to each of its params.
+    The nests are independent (the scheduler guarantees it), so every nest's outermost loop is
+    split across threads on its own. Returns the kernel and the graph node bound to each param.
     """
+    params = _Params()
+    body, ops, work, bindings, nid = [], [], 0, {}, 0
+    for k, outputs in enumerate(nests):
+        prefix = f"n{k}_" if len(nests) > 1 else ""
+        b = _lower_nest(outputs, is_input, params, prefix, nid)
+        stmts, w = _place(b)
+        body += stmts
+        work += w
+        ops += b.ops
+        bindings.update(b.bindings)
+        nid += len(b.order)
+    ops = list(dict.fromkeys(ops))
+    shape = nests[0][0].shape
+    kind = "r" if any(op in ("sum", "prod", "rmax", "rmin") for op in ops) else "e"
+    shapes = "_".join("x".join(map(str, n[0].shape)) or "scalar" for n in nests[:3]) + ("_etc" if len(nests) > 3 else "")
+    kname = name or f"{kind}_{'_'.join(ops[:4]) or 'copy'}_{shapes}"
+    return Kernel(kname, params.info, body, ops, shape, work, bindings), params.nodes
+
+
+def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
     shape = outputs[0].shape
     dims = [k for k, n in enumerate(shape) if n > 1]
     # loops: list of (dims covered, size); start with one loop per non-trivial dim
     loops = [([k], shape[k]) for k in dims]
-    b = _build(outputs, is_input, shape, loops)
+    trial = _Params()
+    b = _build(outputs, is_input, shape, loops, trial, prefix, id_base)
     # merge adjacent loops (innermost first) while every index stays linear in the merged variable
     exprs = list(b.exprs())
     merged = [(lv, n) for lv, n in b.out_loops]
-    subst: dict = {}
     k = len(loops) - 1
     while k > 0:
         (va, na), (vb, nb) = merged[k - 1], merged[k]
-        m = Var(f"m{k}", 0, na * nb - 1)
+        m = Var(f"{prefix}m{k}", 0, na * nb - 1)
         me = Expr({m: 1}, 0)
-        trial = {va: me // nb, vb: me % nb}
-        new_exprs = [e.substitute(trial) for e in exprs]
+        sub = {va: me // nb, vb: me % nb}
+        new_exprs = [e.substitute(sub) for e in exprs]
         if not any(e.nonlinear_in(m) for e in new_exprs):
             exprs = new_exprs
             merged[k - 1:k + 1] = [(m, na * nb)]
             loops[k - 1:k + 1] = [(loops[k - 1][0] + loops[k][0], na * nb)]
         k -= 1
-    if len(loops) != len(b.out_loops):
-        b = _build(outputs, is_input, shape, loops)
-    return _place(b, outputs, name), b.param_nodes
+    return _build(outputs, is_input, shape, loops, params, prefix, id_base)
 
 
-def _build(outputs, is_input, shape, loops) -> _Builder:
-    out_loops = [(Var(f"i{k}", 0, n - 1), n) for k, (_, n) in enumerate(loops)]
+def _build(outputs, is_input, shape, loops, params, prefix, id_base) -> _Builder:
+    out_loops = [(Var(f"{prefix}i{k}", 0, n - 1), n) for k, (_, n) in enumerate(loops)]
     idx = [const(0)] * len(shape)
     for (dims, _), (lv, n) in zip(loops, out_loops):
         sizes = [shape[d] for d in dims]
         flat = Expr({lv: 1}, 0)
         for d, s in zip(dims, contiguous_strides(sizes)):
             idx[d] = (flat // s) % shape[d]
-    b = _Builder(is_input, out_loops)
+    b = _Builder(is_input, out_loops, params, prefix, id_base)
     for o in outputs:
         b.store(o, tuple(idx))
     return b
 
 
-def _place(b: _Builder, outputs, name) -> Kernel:
+def _place(b: _Builder) -> tuple[list, int]:
     """Put each value into the shallowest loop that has all its inputs (loop-invariant code
-    motion by construction), and nest every reduction's loops where its result is needed."""
+    motion by construction), and nest every reduction's loops where its result is needed.
+    Returns the nest's top-level statements and its work (innermost iterations)."""
     top: list = []
     depth: dict = {}
     block: dict = {}
     path: dict = {}            # loop var -> list of enclosing loop vars (itself included)
-    parent_body = top
     for k, (lv, n) in enumerate(b.out_loops):
         lp = Loop(lv, n, "parallel" if k == 0 else "serial")
         depth[lv], block[lv] = k + 1, lp
@@ -365,11 +393,9 @@ def _place(b: _Builder, outputs, name) -> Kernel:
         lv = b.out_loops[k][0]
         (block[b.out_loops[k - 1][0]].body if k else top).append(block[lv])
     work += math.prod(n for _, n in b.out_loops)
-    shape = outputs[0].shape
-    ops = list(dict.fromkeys(b.ops))
-    kind = "r" if any(v.op == "reduce" for v in b.order) else "e"
-    kname = name or f"{kind}_{'_'.join(ops[:4]) or 'copy'}_{'x'.join(map(str, shape)) or 'scalar'}"
-    return Kernel(kname, b.param_info, top, ops, shape, work, dict(b.bindings))
+    if not b.out_loops:  # a scalar result: one iteration, so exactly one thread runs it
+        top = [Loop(Var(f"{b.prefix}i0", 0, 0), 1, "parallel", top)]
+    return top, work
 
 
 def _home(deps, depth) -> Var | None:

@@ -30,7 +30,6 @@ class Step:
     params: list[tuple[str, int]]   # ('leaf', i) graph input | ('tmp', j) buffer made by the plan
     out_tmps: list[int]
     free_after: list[int]           # tmps read for the last time by this step
-    n: int                          # outermost loop size
     work: int
     compiled: "CompiledKernel"
 
@@ -109,9 +108,8 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
                 params.append(("leaf", leaf_pos[id(n)]))
             else:
                 raise AssertionError(f"kernel input {n} is neither a leaf nor computed earlier")
-        pl = sk.kernel.parallel_loop
         steps.append(Step(sk.kernel.name, ck.fn, params, [tmp_of[id(o)] for o in sk.outputs], [],
-                          pl.size if pl else 1, sk.kernel.work, ck))
+                          sk.kernel.work, ck))
     # an output may have simplified to an input buffer: values are immutable, so it is shared
     outs = [("tmp", tmp_of[id(r)]) if id(r) in tmp_of else ("leaf", leaf_pos[id(r)]) for r in rewritten]
     # liveness: a buffer that is not a result is released right after the last kernel reading it
@@ -145,14 +143,14 @@ def run(outputs: list[Node]) -> None:
         for t in st.out_tmps:  # allocated when first written, released after the last read
             bufs[t] = Buffer(device, *plan.tmps[t])
         ptrs = [(leaf_bufs[i] if src == "leaf" else bufs[i]).ptr() for src, i in st.params]
-        if st.n == 0 or any(plan.tmps[t][1] == 0 for t in st.out_tmps):
+        if all(plan.tmps[t][1] == 0 for t in st.out_tmps):
             continue
         if recording:
             t = time.perf_counter()
-            cpu.launch(st.fn, ptrs, st.n, st.work)
+            cpu.launch(st.fn, ptrs, st.work)
             debug.record_launch(st.compiled, time.perf_counter() - t, [bufs[i] for i in st.out_tmps])
         else:
-            cpu.launch(st.fn, ptrs, st.n, st.work)
+            cpu.launch(st.fn, ptrs, st.work)
         for t in st.free_after:
             bufs[t] = None
     for node, (src, i) in zip(outputs, plan.outputs):

@@ -13,8 +13,9 @@ for `EMBER_DEBUG=2` and `ember explain`:
   recompute     lowering found a reduction that would run again inside loops it does not
                 depend on (e.g. a column sum broadcast over rows)
 
-Kernels whose outputs have one shape and do not depend on each other are merged horizontally
-into one multi-output kernel.
+Independent kernels are then merged horizontally: one kernel holds one loop nest per output shape
+(so e.g. an optimizer updates every parameter in one launch), and outputs of one shape share a
+nest, where one reading another is fused rather than loaded.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .lower import NeedsRealize, lower
 from .ops import GATHER, MOVEMENT, REDUCE
 
 MAX_KERNEL_OPS = 400
-MAX_GROUP_OUTPUTS = 8
+MAX_GROUP_OUTPUTS = 64
 
 
 @dataclass
@@ -88,46 +89,82 @@ def _latest_shared_reduction(order: list[Node], roots: dict) -> Node | None:
 def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
     """Kernels computing `outputs`, in an order that respects their dependencies."""
     extra: dict = {}
+    merge_dependent = True
     while True:
         roots = _roots(outputs, extra)
         try:
-            return _group(outputs, roots)
+            return _group(outputs, roots, merge_dependent)
         except NeedsRealize as e:
+            if id(e.node) in roots:  # a merged root recomputed at another index: stop merging those
+                merge_dependent = False
             extra[id(e.node)] = (e.node, "recompute")
 
 
-def _group(outputs: list[Node], roots: dict) -> list[ScheduledKernel]:
+def _group(outputs: list[Node], roots: dict, merge_dependent: bool = True) -> list[ScheduledKernel]:
+    """Merge roots into kernels. A kernel holds one loop nest per output shape; a root joins the
+    current kernel unless it reads (through another kernel) something the kernel computes. Roots
+    of one shape share a nest, so one of them reading another is simply fused and computed once."""
     order = [n for n in toposort(outputs) if id(n) in roots]
-
-    def is_input_for(group_ids):
-        return lambda n: n.realized or (id(n) in roots and id(n) not in group_ids)
-
-    # which roots each root reads, transitively (bitmask), to keep merged kernels independent
     pos = {id(n): k for k, n in enumerate(order)}
-    reads: dict = {}
+    direct: dict = {}   # roots read directly (first roots below, through inlined nodes)
+    reach: dict = {}    # roots read at all
     for n in order:
-        m, stack, seen = 0, list(n.srcs), set()
+        d, stack, seen = 0, list(n.srcs), set()
         while stack:
             s = stack.pop()
             if id(s) in seen or s.realized:
                 continue
             seen.add(id(s))
             if id(s) in roots:
-                m |= (1 << pos[id(s)]) | reads[id(s)]
+                d |= 1 << pos[id(s)]
             else:
                 stack.extend(s.srcs)
-        reads[id(n)] = m
+        direct[id(n)] = d
+        r = d
+        for k in _bits(d):
+            r |= reach[id(order[k])]
+        reach[id(n)] = r
     groups: list[list[Node]] = []
+    members = 0
     for n in order:
         g = groups[-1] if groups else None
-        if (g and len(g) < MAX_GROUP_OUTPUTS and g[0].shape == n.shape and n.numel > 0
-                and not any(reads[id(n)] >> pos[id(x)] & 1 for x in g)):
+        if g is not None and len(g) < MAX_GROUP_OUTPUTS and _can_join(n, members, direct, reach, order, merge_dependent):
             g.append(n)
+            members |= 1 << pos[id(n)]
         else:
             groups.append([n])
+            members = 1 << pos[id(n)]
     out = []
     for g in groups:
         ids = {id(n) for n in g}
-        kernel, inputs = lower(g, is_input_for(ids))
+        nests: dict = {}
+        for n in g:
+            nests.setdefault(n.shape, []).append(n)
+        kernel, inputs = lower(list(nests.values()), lambda n: n.realized or (id(n) in roots and id(n) not in ids))
         out.append(ScheduledKernel(g, kernel, inputs, [roots[id(n)][1] for n in g]))
     return out
+
+
+def _bits(m: int):
+    k = 0
+    while m:
+        if m & 1:
+            yield k
+        m >>= 1
+        k += 1
+
+
+def _can_join(n: Node, members: int, direct: dict, reach: dict, order, merge_dependent: bool) -> bool:
+    if n.numel == 0:
+        return False
+    deps = direct[id(n)] & members
+    if deps and not merge_dependent:
+        return False
+    # through another kernel: that kernel would have to run in between
+    via_others = 0
+    for k in _bits(direct[id(n)] & ~members):
+        via_others |= reach[id(order[k])]
+    if via_others & members:
+        return False
+    # directly: only same-shape members, computed in the same nest (and shared by CSE)
+    return all(order[k].shape == n.shape for k in _bits(deps))

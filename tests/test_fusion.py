@@ -122,3 +122,18 @@ def test_disk_cache_serves_a_second_process(tmp_path):
         p.write_bytes(p.read_bytes()[:-8] + b"garbage!")
     third = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert third.stdout.strip() == "False" and "corrupt cache entry" in third.stderr
+
+
+def test_updates_of_many_differently_shaped_tensors_run_in_one_kernel():
+    shapes = [(16, 8), (8,), (32, 16), (16,), (4, 4, 4), (1,), (100,), (7, 3), (3,), (64, 2), (2,), (5, 5)]
+    ps = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    gs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    new_m = [0.1 * ember.tensor(g) for g in gs]
+    new_v = [0.001 * ember.tensor(g) ** 2 for g in gs]
+    new_p = [ember.tensor(p) - 0.01 * m / (v.sqrt() + 1e-8) for p, m, v in zip(ps, new_m, new_v)]
+    with ember.debug.capture() as cap:
+        ember.realize(*new_p, *new_m, *new_v)
+    assert len(cap.kernels) == 1
+    for p, g, got in zip(ps, gs, new_p):
+        m, v = 0.1 * g, 0.001 * g * g
+        np.testing.assert_allclose(got.numpy(), p - 0.01 * m / (np.sqrt(v) + 1e-8), rtol=1e-5, atol=1e-6)

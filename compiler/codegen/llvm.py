@@ -2,8 +2,8 @@
 
 The kernel's loop nest becomes plain counted loops over `i64` induction variables with `noalias`
 buffer pointers, so LLVM's loop vectorizer handles the inner loops; float reductions carry the
-`reassoc` flag so they vectorize too. The outermost output loop runs over [start, end), which the
-runtime splits across threads. Every elementwise primitive is rendered from the one table `ALU`.
+`reassoc` flag so they vectorize too. Each nest's outermost loop takes the share of thread `tid`
+of `nt` (the runtime launches one call per thread). Every elementwise primitive is rendered from the one table `ALU`.
 
 Storage vs compute types: float16 and bfloat16 are widened to float on load and rounded on store;
 bool is i8 in memory and i1 in registers.
@@ -330,7 +330,7 @@ class Renderer:
             self.entry.append(f"  %acc{r.id} = alloca {ty}")
             from ..lower import _identity
             self.lines.append(f"  store {ty} {literal(_identity(r.arg[0], r.dtype), r.dtype)}, ptr %acc{r.id}")
-        start, end = ("%start", "%end") if lp.kind == "parallel" else ("0", str(lp.size))
+        start, end = self.partition(lp) if lp.kind == "parallel" else ("0", str(lp.size))
         pred = self.label
         self.lines.append(f"  br label %{name}.head")
         self.lines.append(f"{name}.head:")
@@ -355,6 +355,18 @@ class Renderer:
         self.lines.append(f"{name}.exit:")
         self.label = f"{name}.exit"
 
+    def partition(self, lp: Loop) -> tuple[str, str]:
+        """This thread's share [start, end) of a parallel loop: every nest splits itself over
+        all threads, so one launch runs several independent nests on every core."""
+        n = lp.size
+
+        def bound(t):
+            b = self.emit(f"udiv i64 {self.emit(f'mul i64 {n}, {t}')}, %nt")
+            return self.emit(f"and i64 {b}, -16") if n >= 1024 else b  # chunks on cache lines
+        nxt = self.emit("add i64 %tid, 1")
+        last = self.emit("icmp eq i64 %s, %%nt" % nxt)
+        return bound("%tid"), self.emit(f"select i1 {last}, i64 {n}, i64 {bound(nxt)}")
+
     def stmts(self, stmts) -> None:
         for s in stmts:
             if isinstance(s, Loop):
@@ -365,7 +377,7 @@ class Renderer:
     def render(self) -> str:
         self.stmts(self.k.body)
         params = ", ".join(f"ptr noalias nocapture %p{i}" for i in range(len(self.k.params)))
-        head = f"define void @{self.symbol}({params}{', ' if params else ''}i64 %start, i64 %end) #0 {{"
+        head = f"define void @{self.symbol}({params}{', ' if params else ''}i64 %tid, i64 %nt) #0 {{"
         body = [head, "entry:"] + self.entry + self.lines + ["  ret void", "}"]
         decls = [d for d in self.decls.values() if d] + llvm_math.definitions(self.decls)
         return "\n".join([f"; kernel {self.k.name}", *body, *decls,

@@ -1,8 +1,8 @@
 """CPU runtime: LLVM IR -> optimised machine code (llvmlite MCJIT) -> ctypes launches.
 
-Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel's outermost
-loop is split into one chunk per core when the kernel does enough work to pay for the hand-off;
-ctypes releases the GIL during the call, so the chunks run in parallel on a thread pool.
+Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel runs as one
+call per core when it does enough work to pay for the hand-off (each call takes its share of every
+loop nest); ctypes releases the GIL during the call, so the calls run in parallel on a thread pool.
 """
 from __future__ import annotations
 
@@ -106,18 +106,13 @@ def _threads():
     return _pool
 
 
-def launch(fn, ptrs: list[int], n: int, work: int) -> None:
-    """Run fn over the outermost loop range [0, n), split across cores if it pays."""
+def launch(fn, ptrs: list[int], work: int) -> None:
+    """Run a kernel: one call per thread (each takes its share of every nest), or one call."""
     nt = num_threads()
-    if n <= 1 or nt == 1 or work < PARALLEL_MIN_WORK:
-        fn(*ptrs, 0, n)
+    if nt == 1 or work < PARALLEL_MIN_WORK:
+        fn(*ptrs, 0, 1)
         return
-    parts = min(nt, n)
-    step = -(-n // parts)
-    if n >= 64 * parts:  # keep chunk boundaries on cache lines
-        step = -(-step // 16) * 16
-    bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
-    futures = [_threads().submit(fn, *ptrs, s, e) for s, e in bounds[1:]]
-    fn(*ptrs, *bounds[0])
+    futures = [_threads().submit(fn, *ptrs, t, nt) for t in range(1, nt)]
+    fn(*ptrs, 0, nt)
     for f in futures:
         f.result()
