@@ -1,10 +1,18 @@
-"""The compiler's debug surface: EMBER_DEBUG levels and launch records for ember.debug.capture().
+"""The compiler's debug surface: EMBER_DEBUG levels, and the records behind ember.debug.capture()
+and the `ember` CLI.
 
 EMBER_DEBUG=1 kernel count and time per realize; 2 the schedule and why each kernel boundary
 exists; 3 kernel IR; 4 generated LLVM IR; 5 assembly. Output goes to stderr.
+
+While a capture is open (or EMBER_DEBUG >= 1), every new plan is described when it is built — its
+graph as text and Graphviz dot, and each kernel with the rule that gave each of its outputs a
+buffer — because realizing turns the graph's nodes into buffers and the structure is gone after.
+Every launch is a `KernelRecord`; its code at each stage comes from the `STAGES` table, one
+handler per stage, so a new backend adds rows (its stages), not new control flow.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -23,9 +31,223 @@ def active() -> bool:
     return bool(_captures) or level() >= 1
 
 
+# -- why a node got a buffer (the scheduler's rules, see schedule.py) ---------------------------
+RULES = {
+    "output": "the program asked for this value",
+    "contiguous": "explicit .contiguous(): a materialization barrier",
+    "shared-reduce": "contains a reduction and feeds several kernels; recomputing it would redo "
+                     "the reduction in each",
+    "size-limit": "the kernel around it would exceed the primitive limit (schedule.MAX_KERNEL_OPS)",
+    "recompute": "a reduction that would otherwise be recomputed inside loops it does not depend on",
+}
+
+
+@dataclass
+class KernelPlan:
+    """One kernel of a plan: what it computes, why each output has a buffer, what it reads."""
+    plan: int                    # index of its plan in the capture (set when captured)
+    index: int                   # position in the plan
+    name: str
+    symbol: str
+    outputs: list                # (node label, reason, [indices of kernels reading it])
+    inputs: list                 # node labels of what it loads
+    after: list                  # kernels of this plan whose outputs it reads
+    graph_text: str
+
+    def explain(self) -> str:
+        lines = [f"kernel {self.index}: {self.name}"]
+        for label, reason, readers in self.outputs:
+            used = f"; read by kernel{'s' if len(readers) > 1 else ''} {', '.join(map(str, readers))}" if readers else ""
+            lines.append(f"  {label}")
+            lines.append(f"    buffer because [{reason}] {RULES.get(reason, reason)}{used}")
+        if self.after:
+            lines.append(f"  separate from kernel{'s' if len(self.after) > 1 else ''} "
+                         f"{', '.join(map(str, self.after))}: reads {'their' if len(self.after) > 1 else 'its'} "
+                         "output, which must be complete first")
+        lines.append(f"  inputs: {', '.join(self.inputs) or 'none'}")
+        return "\n".join(lines)
+
+
+@dataclass
+class PlanRecord:
+    """A compiled graph structure: its graph (after rewrites), in text and dot, and its kernels."""
+    nodes_before: int            # graph size as built by the program
+    nodes_after: int             # after rewrites (what was scheduled)
+    graph_text: str
+    graph_dot: str
+    kernels: list
+    index: int = -1              # position in the capture that first saw it
+
+    def schedule_text(self) -> str:
+        return "\n".join(k.explain() for k in self.kernels)
+
+
+def _arg_text(n) -> str:
+    from .dtypes import DType
+    if n.arg is None:
+        return ""
+    return n.arg.name if isinstance(n.arg, DType) else repr(n.arg)
+
+
+def record_plan(plan, outputs, rewritten, sched) -> None:
+    """Describe a freshly built plan (called by realize.build_plan while the graph still exists)."""
+    from .ir import toposort
+    nodes = toposort(list(dict.fromkeys(rewritten)))
+    num = {id(n): k for k, n in enumerate(nodes)}
+    root_of = {id(o): (k, r) for k, sk in enumerate(sched) for o, r in zip(sk.outputs, sk.reasons)}
+    members: dict = {}           # id(node) -> kernels it is computed in (roots and fused nodes)
+    reads: dict = {}             # kernel -> ids of the nodes it loads
+    for k, sk in enumerate(sched):
+        stack, seen, loads = list(sk.outputs), set(), set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            members.setdefault(id(n), []).append(k)
+            for s in n.srcs:
+                if s.realized or (id(s) in root_of and root_of[id(s)][0] != k):
+                    loads.add(id(s))
+                else:
+                    stack.append(s)
+        reads[k] = loads
+
+    def label(n) -> str:
+        srcs = ", ".join(f"%{num[id(s)]}" for s in n.srcs)
+        arg = _arg_text(n)
+        body = "input" if n.realized else f"{n.op}({srcs}{', ' if srcs and arg else ''}{arg})"
+        return f"%{num[id(n)]} = {body} : {n.dtype.name}{list(n.shape)}"
+
+    def note(n) -> str:
+        if n.realized:
+            return "input"
+        if id(n) in root_of:
+            k, r = root_of[id(n)]
+            return f"kernel {k} output [{r}]"
+        ks = members.get(id(n), [])
+        if len(ks) > 1:
+            return f"kernels {', '.join(map(str, ks))} (recomputed in each)"
+        return f"kernel {ks[0]}" if ks else "folded"
+
+    lines = [label(n) for n in nodes]
+    width = min(max(map(len, lines), default=0), 100) + 2
+    text_of = {id(n): f"{ln:<{width}}# {note(n)}" for n, ln in zip(nodes, lines)}
+    kernels = []
+    for k, sk in enumerate(sched):
+        own = [n for n in nodes if k in members.get(id(n), ()) or id(n) in reads[k]]
+        readers = {id(o): [j for j in range(len(sched)) if id(o) in reads[j]] for o in sk.outputs}
+        after = sorted({root_of[i][0] for i in reads[k] if i in root_of})
+        kernels.append(KernelPlan(
+            -1, k, sk.kernel.name, plan.steps[k].compiled.symbol,
+            [(label(o), r, readers[id(o)]) for o, r in zip(sk.outputs, sk.reasons)],
+            [label(nodes[num[i]]) for i in sorted(reads[k], key=num.get)], after,
+            "\n".join(text_of[id(n)] for n in own)))
+    plan.debug_record = PlanRecord(len(toposort(outputs)), len(nodes), "\n".join(text_of[id(n)] for n in nodes),
+                                   _dot(nodes, num, root_of, members, sched), kernels)
+
+
+def _dot(nodes, num, root_of, members, sched) -> str:
+    """Graphviz: one cluster per kernel; nodes recomputed in several kernels sit outside, dashed."""
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def decl(n) -> str:
+        arg = _arg_text(n)
+        head = "input" if n.realized else n.op + (f" {arg}" if arg and len(arg) <= 40 else "")
+        lab = f"%{num[id(n)]} {head}\\n{n.dtype.name}{list(n.shape)}"
+        attrs = ""
+        if n.realized:
+            attrs = ", shape=ellipse, style=filled, fillcolor=lightgray"
+        elif id(n) in root_of:
+            lab += f"\\nbuffer: {root_of[id(n)][1]}"
+            attrs = ", peripheries=2"
+        elif len(members.get(id(n), ())) > 1:
+            attrs = ", style=dashed"
+        return f"n{num[id(n)]} [label={q(lab)}{attrs}];"
+
+    out = ["digraph ember {", "  rankdir=TB;", '  node [shape=box, fontname="monospace", fontsize=10];']
+    for k, sk in enumerate(sched):
+        out.append(f"  subgraph cluster_k{k} {{")
+        out.append(f"    label={q(f'kernel {k}: {sk.kernel.name}')}; style=rounded; color=blue;")
+        out += ["    " + decl(n) for n in nodes if members.get(id(n)) == [k]]
+        out.append("  }")
+    out += ["  " + decl(n) for n in nodes if len(members.get(id(n), ())) != 1]
+    out += [f"  n{num[id(s)]} -> n{num[id(n)]};" for n in nodes for s in n.srcs]
+    out.append("}")
+    return "\n".join(out)
+
+
+# -- per-launch records and their stages ---------------------------------------------------------
+class StageUnavailable(Exception):
+    """A stage that cannot be produced for this kernel (e.g. its backend is not built)."""
+
+
+def _llvm(f):
+    def stage(rec):
+        from .runtime import cpu
+        return f(cpu.compiler(), rec.compiled.source)
+    return stage
+
+
+def _triton_stage(rec):
+    raise StageUnavailable("not available yet: the Triton backend is not built")
+
+
+def _plan_stage(attr):
+    def stage(rec):
+        if rec.plan is None:
+            raise StageUnavailable(f"no {attr.split('_')[0]} recorded for {rec.name}: "
+                                   "its plan was built before the capture started")
+        return getattr(rec.plan, attr)
+    return stage
+
+
+# stage -> handler(KernelRecord) -> text. Every stage works from the backend-neutral kernel IR or
+# the kernel's own code; the Triton stages will compile any kernel for sm_90, so they will work
+# for CPU-run programs too.
+STAGES = {
+    "graph": _plan_stage("graph_text"),
+    "schedule": lambda rec: _plan_stage("explain")(rec)(),
+    "ir": lambda rec: str(rec.compiled.kernel),
+    "llvm": lambda rec: rec.compiled.source,
+    "llvm_opt": _llvm(lambda c, src: c.optimized_ir(src)),
+    "asm": _llvm(lambda c, src: c.assembly(src)),
+    "triton": _triton_stage,
+    "ttir": _triton_stage,
+    "ttgir": _triton_stage,
+    "ptx": _triton_stage,
+}
+
+
+def _is_flop(v) -> bool:
+    from .ops import BINARY, PRIMS, REDUCE, TERNARY, UNARY
+    p = PRIMS.get(v.op)
+    if v.op == "reduce":
+        return v.dtype.is_float
+    if p is None or p.kind not in (UNARY, BINARY, TERNARY, REDUCE) or v.op in ("cast", "bitcast", "where", "contiguous"):
+        return False
+    return v.dtype.is_float or any(s.dtype is not None and s.dtype.is_float for s in v.srcs)
+
+
+def count_flops(kernel) -> int:
+    """Floating-point operations one launch performs: each float ALU value (arithmetic,
+    comparison, transcendental: 1 each) times the trip counts of the loops around it; a reduction
+    adds one operation per element it accumulates."""
+    from .kir import Loop
+    total = 0
+    stack = [(s, 1) for s in kernel.body]
+    while stack:
+        s, trips = stack.pop()
+        if isinstance(s, Loop):
+            stack.extend((b, trips * s.size) for b in s.body)
+        elif _is_flop(s):
+            total += trips * (math.prod(n for _, n in s.arg[1]) if s.op == "reduce" else 1)
+    return total
+
+
 @dataclass
 class KernelRecord:
-    """One kernel launch: what ran, what it fused, and its code at each stage."""
+    """One kernel launch: what ran, what it fused, and its code at each stage (`STAGES`)."""
     name: str
     backend: str
     ops: list
@@ -33,26 +255,24 @@ class KernelRecord:
     time_s: float
     bytes: int
     compiled: object = field(repr=False)
+    plan: KernelPlan | None = field(default=None, repr=False)   # its place in the schedule
 
     @property
-    def sources(self) -> dict:
-        from .runtime import cpu
+    def symbol(self) -> str:
+        return self.compiled.symbol
+
+    @property
+    def flops(self) -> int:
         c = self.compiled
-        return {"ir": str(c.kernel), "llvm": c.source,
-                "llvm_opt": _Lazy(lambda: cpu.compiler().optimized_ir(c.source)),
-                "asm": _Lazy(lambda: cpu.compiler().assembly(c.source))}
+        if getattr(c, "_flops", None) is None:
+            c._flops = count_flops(c.kernel)
+        return c._flops
 
     def source(self, stage: str) -> str:
-        s = self.sources[stage]
-        return s() if isinstance(s, _Lazy) else s
-
-
-class _Lazy:
-    def __init__(self, f):
-        self.f = f
-
-    def __call__(self):
-        return self.f()
+        """The kernel at `stage` (see STAGES), e.g. rec.source('llvm')."""
+        if stage not in STAGES:
+            raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        return STAGES[stage](self)
 
 
 def record_launch(compiled, seconds: float, outs) -> None:
@@ -75,8 +295,9 @@ def record_launch(compiled, seconds: float, outs) -> None:
 
 
 def record_realize(plan, cached: bool, seconds: float) -> None:
+    prec = getattr(plan, "debug_record", None)
     for c in _captures:
-        c.realizes += 1
+        c._realized(prec, cached, seconds)
     lv = level()
     if lv >= 1:
         print(f"[ember] realize: {len(plan.steps)} kernels, {seconds * 1e3:.3f} ms"
@@ -85,13 +306,46 @@ def record_realize(plan, cached: bool, seconds: float) -> None:
         print(plan.schedule_text, file=sys.stderr)
 
 
+@dataclass
+class RealizeRecord:
+    plan: PlanRecord | None      # None: the plan was built before any capture or debug level
+    cached: bool
+    time_s: float
+
+
 class Capture:
+    """Records of everything realized while open: `kernels` (one KernelRecord per launch),
+    `plans` (each distinct graph structure, in first-seen order) and `log` (one per realize)."""
+
     def __init__(self):
         self.kernels: list[KernelRecord] = []
-        self.realizes = 0
+        self.plans: list[PlanRecord] = []
+        self.log: list[RealizeRecord] = []
+        self._mark = 0
+
+    @property
+    def realizes(self) -> int:
+        return len(self.log)
+
+    def _realized(self, prec, cached, seconds):
+        self.log.append(RealizeRecord(prec, cached, seconds))
+        new, self._mark = self.kernels[self._mark:], len(self.kernels)
+        if prec is None:
+            return
+        if prec.index < 0 or prec.index >= len(self.plans) or self.plans[prec.index] is not prec:
+            if prec not in self.plans:
+                prec.index = len(self.plans)
+                self.plans.append(prec)
+        by_symbol = {k.symbol: k for k in prec.kernels}
+        for kp in prec.kernels:
+            kp.plan = self.plans.index(prec)
+        for rec in new:
+            if rec.plan is None:
+                rec.plan = by_symbol.get(rec.symbol)
 
     def __enter__(self):
         _captures.append(self)
+        self._mark = len(self.kernels)
         return self
 
     def __exit__(self, *exc):

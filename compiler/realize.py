@@ -76,7 +76,7 @@ def structure_key(outputs: list[Node]) -> tuple[str, list[Node]]:
 
 def compile_kernel(kernel, reasons) -> CompiledKernel:
     """Generate and compile one kernel; identical kernels are compiled once per process."""
-    probe = llvm_codegen.render(kernel, "KERNEL")
+    probe = kernel.render("KERNEL") if hasattr(kernel, "render") else llvm_codegen.render(kernel, "KERNEL")
     ck = _kernels.get(probe)
     if ck is None:
         symbol = "ember_" + hashlib.sha256(probe.encode()).hexdigest()[:16]
@@ -89,7 +89,9 @@ def compile_kernel(kernel, reasons) -> CompiledKernel:
 
 
 def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
-    rewritten = rewrite(outputs)
+    # an output that only reshapes another value shares that value's buffer (contiguous storage
+    # is the same in any shape of the same size): no copy kernel
+    rewritten = [_strip_reshapes(r) for r in rewrite(outputs)]
     sched = schedule([r for r in dict.fromkeys(rewritten) if not r.realized])
     leaf_pos = {id(n): k for k, n in enumerate(leaves)}
     tmp_of: dict = {}
@@ -125,6 +127,12 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
     text = "\n".join(f"kernel {k}: {s.kernel.name}  outputs={[str(o) for o in s.outputs]}  why={s.reasons}"
                      for k, s in enumerate(sched))
     return Plan(steps, tmps, outs, text)
+
+
+def _strip_reshapes(n: Node) -> Node:
+    while n.op == "reshape":
+        n = n.srcs[0]
+    return n
 
 
 def run(outputs: list[Node]) -> None:

@@ -12,6 +12,8 @@ for `EMBER_DEBUG=2` and `ember explain`:
   size-limit    the kernel around it would exceed MAX_KERNEL_OPS primitives
   recompute     lowering found a reduction that would run again inside loops it does not
                 depend on (e.g. a column sum broadcast over rows)
+  gemm          a matrix product large enough for the GEMM template (compiler/templates.py)
+  gemm-operand  a computed value a GEMM reads (the template reads buffers)
 
 Independent kernels are then merged horizontally: one kernel holds one loop nest per output shape
 (so e.g. an optimizer updates every parameter in one launch), and outputs of one shape share a
@@ -25,6 +27,7 @@ from .ir import Node, toposort
 from .kir import Kernel
 from .lower import NeedsRealize, lower
 from .ops import GATHER, MOVEMENT, REDUCE
+from .templates import match_gemm
 
 MAX_KERNEL_OPS = 400
 MAX_GROUP_OUTPUTS = 64
@@ -38,14 +41,24 @@ class ScheduledKernel:
     reasons: list[str] = field(default_factory=list)
 
 
-def _roots(outputs: list[Node], extra: dict) -> dict:
-    """id(node) -> (node, reason) for every node that gets a buffer."""
+def _roots(outputs: list[Node], extra: dict, templates: dict) -> dict:
+    """id(node) -> (node, reason) for every node that gets a buffer; fills `templates` with
+    id(node) -> (template kernel, operand nodes) for nodes a template computes."""
     order = toposort(outputs)
     roots = {id(n): (n, "output") for n in outputs}
     roots.update(extra)
     for n in order:
         if n.op == "contiguous" and id(n) not in roots:
             roots[id(n)] = (n, "contiguous")
+        if n.op == "sum" and not n.realized:
+            m = match_gemm(n)
+            if m is not None:
+                kern, a, b = m
+                templates[id(n)] = (kern, [a, b])
+                roots[id(n)] = (n, "gemm")
+                for x in (a, b):
+                    if not x.realized and id(x) not in roots:
+                        roots[id(x)] = (x, "gemm-operand")
     # size limit: count primitives inlined into each node's kernel (shared nodes counted per use,
     # which errs on the side of smaller kernels)
     cost: dict = {}
@@ -91,16 +104,17 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
     extra: dict = {}
     merge_dependent = True
     while True:
-        roots = _roots(outputs, extra)
+        templates: dict = {}
+        roots = _roots(outputs, extra, templates)
         try:
-            return _group(outputs, roots, merge_dependent)
+            return _group(outputs, roots, templates, merge_dependent)
         except NeedsRealize as e:
             if id(e.node) in roots:  # a merged root recomputed at another index: stop merging those
                 merge_dependent = False
             extra[id(e.node)] = (e.node, "recompute")
 
 
-def _group(outputs: list[Node], roots: dict, merge_dependent: bool = True) -> list[ScheduledKernel]:
+def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: bool = True) -> list[ScheduledKernel]:
     """Merge roots into kernels. A kernel holds one loop nest per output shape; a root joins the
     current kernel unless it reads (through another kernel) something the kernel computes. Roots
     of one shape share a nest, so one of them reading another is simply fused and computed once."""
@@ -128,7 +142,8 @@ def _group(outputs: list[Node], roots: dict, merge_dependent: bool = True) -> li
     members = 0
     for n in order:
         g = groups[-1] if groups else None
-        if g is not None and len(g) < MAX_GROUP_OUTPUTS and _can_join(n, members, direct, reach, order, merge_dependent):
+        if (g is not None and len(g) < MAX_GROUP_OUTPUTS and id(n) not in templates and id(g[0]) not in templates
+                and _can_join(n, members, direct, reach, order, merge_dependent)):
             g.append(n)
             members |= 1 << pos[id(n)]
         else:
@@ -136,6 +151,10 @@ def _group(outputs: list[Node], roots: dict, merge_dependent: bool = True) -> li
             members = 1 << pos[id(n)]
     out = []
     for g in groups:
+        if id(g[0]) in templates:
+            kern, operands = templates[id(g[0])]
+            out.append(ScheduledKernel(g, kern, [g[0]] + operands, [roots[id(g[0])][1]]))
+            continue
         ids = {id(n) for n in g}
         nests: dict = {}
         for n in g:
