@@ -152,8 +152,9 @@ def infer_shape(op: str, kind: str, srcs: tuple, arg) -> Shape:
     raise AssertionError(op)
 
 
-def toposort(roots: Iterable[Node], stop_at_buffers: bool = True) -> list[Node]:
-    """Sources before users; iterative, so graphs of any depth are fine."""
+def toposort(roots: Iterable, srcs=lambda n: n.srcs) -> list:
+    """Sources before users; iterative, so graphs of any depth are fine. `srcs` gives a node's
+    inputs (graph nodes by default; autograd walks its records with it too)."""
     order, seen = [], set()
     stack = [(r, False) for r in roots]
     while stack:
@@ -165,7 +166,7 @@ def toposort(roots: Iterable[Node], stop_at_buffers: bool = True) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for s in reversed(node.srcs):
+        for s in reversed(srcs(node)):
             if id(s) not in seen:
                 stack.append((s, False))
     return order

@@ -20,7 +20,7 @@ import weakref
 
 from ember.compiler import Node
 from ember.compiler.autodiff import VJP
-from ember.compiler.ir import const
+from ember.compiler.ir import const, toposort
 
 from .autograd_mode import is_grad_enabled, no_grad, set_grad_enabled
 from .errors import ShapeError
@@ -81,18 +81,7 @@ def _view(node, rec, device):
 
 
 def _toposort(roots: list[Record]) -> list[Record]:
-    order, seen, stack = [], set(), [(r, False) for r in roots]
-    while stack:
-        r, done = stack.pop()
-        if done:
-            order.append(r)
-            continue
-        if id(r) in seen:
-            continue
-        seen.add(id(r))
-        stack.append((r, True))
-        stack.extend((s, False) for s in r.in_recs if s is not None and id(s) not in seen)
-    return order
+    return toposort(roots, lambda r: [s for s in r.in_recs if s is not None])
 
 
 def _run(outputs, grad_outputs, create_graph: bool, retain_graph: bool, targets=None):
