@@ -35,29 +35,35 @@ def active() -> bool:
 RULES = {
     "output": "the program asked for this value",
     "contiguous": "explicit .contiguous(): a materialization barrier",
-    "shared-reduce": "contains a reduction and feeds several kernels; recomputing it would redo "
-                     "the reduction in each",
+    "shared-reduce": "contains a reduction and feeds several buffered values; recomputing it "
+                     "would redo the reduction for each",
     "size-limit": "the kernel around it would exceed the primitive limit (schedule.MAX_KERNEL_OPS)",
     "recompute": "a reduction that would otherwise be recomputed inside loops it does not depend on",
+    "gemm": "a matrix product large enough for the GEMM template (compiler/templates.py)",
+    "gemm-operand": "a computed value a GEMM template reads (templates read buffers)",
 }
 
 
 @dataclass
 class KernelPlan:
     """One kernel of a plan: what it computes, why each output has a buffer, what it reads."""
-    plan: int                    # index of its plan in the capture (set when captured)
     index: int                   # position in the plan
     name: str
     symbol: str
-    outputs: list                # (node label, reason, [indices of kernels reading it])
+    outputs: list                # (node label, reason, [(reader node "%n", its kernel)])
     inputs: list                 # node labels of what it loads
     after: list                  # kernels of this plan whose outputs it reads
-    graph_text: str
+    shapes: list                 # distinct output shapes (one loop nest each)
+    graph_text: str              # the nodes it computes and the nodes it loads
 
     def explain(self) -> str:
         lines = [f"kernel {self.index}: {self.name}"]
         for label, reason, readers in self.outputs:
-            used = f"; read by kernel{'s' if len(readers) > 1 else ''} {', '.join(map(str, readers))}" if readers else ""
+            by_kernel: dict = {}
+            for node, k in readers:
+                by_kernel.setdefault(k, []).append(node)
+            used = "; read by " + "; ".join(f"{', '.join(ns)} in kernel {k}" for k, ns in by_kernel.items()) \
+                if readers else ""
             lines.append(f"  {label}")
             lines.append(f"    buffer because [{reason}] {RULES.get(reason, reason)}{used}")
         if self.after:
@@ -76,7 +82,6 @@ class PlanRecord:
     graph_text: str
     graph_dot: str
     kernels: list
-    index: int = -1              # position in the capture that first saw it
 
     def schedule_text(self) -> str:
         return "\n".join(k.explain() for k in self.kernels)
@@ -89,6 +94,22 @@ def _arg_text(n) -> str:
     return n.arg.name if isinstance(n.arg, DType) else repr(n.arg)
 
 
+def _fused(starts, is_boundary) -> tuple[set, set]:
+    """ids of the nodes computed together with `starts` (up to boundaries), and of the boundary
+    nodes they read."""
+    inside, edge, stack = set(), set(), list(starts)
+    while stack:
+        n = stack.pop()
+        if id(n) not in inside:
+            inside.add(id(n))
+            for s in n.srcs:
+                if is_boundary(s):
+                    edge.add(id(s))
+                else:
+                    stack.append(s)
+    return inside, edge
+
+
 def record_plan(plan, outputs, rewritten, sched) -> None:
     """Describe a freshly built plan (called by realize.build_plan while the graph still exists)."""
     from .ir import toposort
@@ -98,19 +119,15 @@ def record_plan(plan, outputs, rewritten, sched) -> None:
     members: dict = {}           # id(node) -> kernels it is computed in (roots and fused nodes)
     reads: dict = {}             # kernel -> ids of the nodes it loads
     for k, sk in enumerate(sched):
-        stack, seen, loads = list(sk.outputs), set(), set()
-        while stack:
-            n = stack.pop()
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            members.setdefault(id(n), []).append(k)
-            for s in n.srcs:
-                if s.realized or (id(s) in root_of and root_of[id(s)][0] != k):
-                    loads.add(id(s))
-                else:
-                    stack.append(s)
-        reads[k] = loads
+        inside, reads[k] = _fused(sk.outputs, lambda s: s.realized or (id(s) in root_of and root_of[id(s)][0] != k))
+        for i in inside:
+            members.setdefault(i, []).append(k)
+    readers: dict = {}           # id(buffered node) -> [(buffered node reading it directly, its kernel)]
+    for k, sk in enumerate(sched):
+        for o in sk.outputs:
+            for i in _fused([o], lambda s: s.realized or id(s) in root_of)[1]:
+                if i in root_of:
+                    readers.setdefault(i, []).append((o, k))
 
     def label(n) -> str:
         srcs = ", ".join(f"%{num[id(s)]}" for s in n.srcs)
@@ -118,48 +135,54 @@ def record_plan(plan, outputs, rewritten, sched) -> None:
         body = "input" if n.realized else f"{n.op}({srcs}{', ' if srcs and arg else ''}{arg})"
         return f"%{num[id(n)]} = {body} : {n.dtype.name}{list(n.shape)}"
 
-    def note(n) -> str:
+    def note(n, k=None) -> str:
         if n.realized:
-            return "input"
+            return ""
         if id(n) in root_of:
-            k, r = root_of[id(n)]
-            return f"kernel {k} output [{r}]"
+            j, r = root_of[id(n)]
+            return f"kernel {j} output [{r}]" if k in (None, j) else f"loaded: kernel {j} output [{r}]"
         ks = members.get(id(n), [])
         if len(ks) > 1:
             return f"kernels {', '.join(map(str, ks))} (recomputed in each)"
         return f"kernel {ks[0]}" if ks else "folded"
 
-    lines = [label(n) for n in nodes]
-    width = min(max(map(len, lines), default=0), 100) + 2
-    text_of = {id(n): f"{ln:<{width}}# {note(n)}" for n, ln in zip(nodes, lines)}
+    lines = {id(n): label(n) for n in nodes}
+    width = min(max(map(len, lines.values()), default=0), 100) + 2
+
+    def text(ns, k=None) -> str:
+        rows = ((lines[id(n)], note(n, k)) for n in ns)
+        return "\n".join(f"{ln:<{width}}# {nt}" if nt else ln for ln, nt in rows)
+
+    def read_by(o) -> list:
+        return [(f"%{num[id(x)]}", j) for x, j in sorted(readers.get(id(o), []), key=lambda xj: num[id(xj[0])])]
+
     kernels = []
     for k, sk in enumerate(sched):
         own = [n for n in nodes if k in members.get(id(n), ()) or id(n) in reads[k]]
-        readers = {id(o): [j for j in range(len(sched)) if id(o) in reads[j]] for o in sk.outputs}
         after = sorted({root_of[i][0] for i in reads[k] if i in root_of})
         kernels.append(KernelPlan(
-            -1, k, sk.kernel.name, plan.steps[k].compiled.symbol,
-            [(label(o), r, readers[id(o)]) for o, r in zip(sk.outputs, sk.reasons)],
-            [label(nodes[num[i]]) for i in sorted(reads[k], key=num.get)], after,
-            "\n".join(text_of[id(n)] for n in own)))
-    plan.debug_record = PlanRecord(len(toposort(outputs)), len(nodes), "\n".join(text_of[id(n)] for n in nodes),
+            k, sk.kernel.name, plan.steps[k].compiled.symbol,
+            [(lines[id(o)], r, read_by(o)) for o, r in zip(sk.outputs, sk.reasons)],
+            [lines[i] for i in sorted(reads[k], key=num.get)], after,
+            list(dict.fromkeys(o.shape for o in sk.outputs)), text(own, k)))
+    plan.debug_record = PlanRecord(len(toposort(outputs)), len(nodes), text(nodes),
                                    _dot(nodes, num, root_of, members, sched), kernels)
 
 
 def _dot(nodes, num, root_of, members, sched) -> str:
     """Graphviz: one cluster per kernel; nodes recomputed in several kernels sit outside, dashed."""
     def q(s: str) -> str:
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
     def decl(n) -> str:
         arg = _arg_text(n)
         head = "input" if n.realized else n.op + (f" {arg}" if arg and len(arg) <= 40 else "")
-        lab = f"%{num[id(n)]} {head}\\n{n.dtype.name}{list(n.shape)}"
+        lab = f"%{num[id(n)]} {head}\n{n.dtype.name}{list(n.shape)}"
         attrs = ""
         if n.realized:
             attrs = ", shape=ellipse, style=filled, fillcolor=lightgray"
         elif id(n) in root_of:
-            lab += f"\\nbuffer: {root_of[id(n)][1]}"
+            lab += f"\nbuffer: {root_of[id(n)][1]}"
             attrs = ", peripheries=2"
         elif len(members.get(id(n), ())) > 1:
             attrs = ", style=dashed"
@@ -189,16 +212,22 @@ def _llvm(f):
     return stage
 
 
-def _triton_stage(rec):
-    raise StageUnavailable("not available yet: the Triton backend is not built")
+# stages whose backend is not built, with the reason: known before any kernel runs
+UNAVAILABLE = {s: "not available yet: the Triton backend is not built" for s in ("triton", "ttir", "ttgir", "ptx")}
 
 
-def _plan_stage(attr):
+def _unavailable(stage):
+    def handler(rec):
+        raise StageUnavailable(UNAVAILABLE[stage])
+    return handler
+
+
+def _plan_stage(what, f):
     def stage(rec):
-        if rec.plan is None:
-            raise StageUnavailable(f"no {attr.split('_')[0]} recorded for {rec.name}: "
-                                   "its plan was built before the capture started")
-        return getattr(rec.plan, attr)
+        if rec.scheduled is None:
+            raise StageUnavailable(f"no {what} recorded for {rec.name}: its plan was built before "
+                                   "the capture started")
+        return f(rec.scheduled)
     return stage
 
 
@@ -206,16 +235,13 @@ def _plan_stage(attr):
 # the kernel's own code; the Triton stages will compile any kernel for sm_90, so they will work
 # for CPU-run programs too.
 STAGES = {
-    "graph": _plan_stage("graph_text"),
-    "schedule": lambda rec: _plan_stage("explain")(rec)(),
+    "graph": _plan_stage("graph", lambda kp: kp.graph_text),
+    "schedule": _plan_stage("schedule", KernelPlan.explain),
     "ir": lambda rec: str(rec.compiled.kernel),
     "llvm": lambda rec: rec.compiled.source,
     "llvm_opt": _llvm(lambda c, src: c.optimized_ir(src)),
     "asm": _llvm(lambda c, src: c.assembly(src)),
-    "triton": _triton_stage,
-    "ttir": _triton_stage,
-    "ttgir": _triton_stage,
-    "ptx": _triton_stage,
+    **{s: _unavailable(s) for s in UNAVAILABLE},
 }
 
 
@@ -232,8 +258,11 @@ def _is_flop(v) -> bool:
 def count_flops(kernel) -> int:
     """Floating-point operations one launch performs: each float ALU value (arithmetic,
     comparison, transcendental: 1 each) times the trip counts of the loops around it; a reduction
-    adds one operation per element it accumulates."""
+    adds one operation per element it accumulates. A GEMM template: 2*M*N*K per matrix."""
     from .kir import Loop
+    from .templates import GemmKernel, gemm_flops
+    if isinstance(kernel, GemmKernel):  # templates have no kernel IR to walk
+        return gemm_flops(kernel)
     total = 0
     stack = [(s, 1) for s in kernel.body]
     while stack:
@@ -255,7 +284,7 @@ class KernelRecord:
     time_s: float
     bytes: int
     compiled: object = field(repr=False)
-    plan: KernelPlan | None = field(default=None, repr=False)   # its place in the schedule
+    scheduled: KernelPlan | None = field(default=None, repr=False)   # its place in its plan
 
     @property
     def symbol(self) -> str:
@@ -303,7 +332,7 @@ def record_realize(plan, cached: bool, seconds: float) -> None:
         print(f"[ember] realize: {len(plan.steps)} kernels, {seconds * 1e3:.3f} ms"
               f"{' (cached plan)' if cached else ''}", file=sys.stderr)
     if lv >= 2 and not cached:
-        print(plan.schedule_text, file=sys.stderr)
+        print(prec.schedule_text() if prec else plan.schedule_text, file=sys.stderr)
 
 
 @dataclass
@@ -332,16 +361,12 @@ class Capture:
         new, self._mark = self.kernels[self._mark:], len(self.kernels)
         if prec is None:
             return
-        if prec.index < 0 or prec.index >= len(self.plans) or self.plans[prec.index] is not prec:
-            if prec not in self.plans:
-                prec.index = len(self.plans)
-                self.plans.append(prec)
+        if not any(p is prec for p in self.plans):
+            self.plans.append(prec)
         by_symbol = {k.symbol: k for k in prec.kernels}
-        for kp in prec.kernels:
-            kp.plan = self.plans.index(prec)
         for rec in new:
-            if rec.plan is None:
-                rec.plan = by_symbol.get(rec.symbol)
+            if rec.scheduled is None:
+                rec.scheduled = by_symbol.get(rec.symbol)
 
     def __enter__(self):
         _captures.append(self)

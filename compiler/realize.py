@@ -126,7 +126,10 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
             steps[k].free_after.append(i)
     text = "\n".join(f"kernel {k}: {s.kernel.name}  outputs={[str(o) for o in s.outputs]}  why={s.reasons}"
                      for k, s in enumerate(sched))
-    return Plan(steps, tmps, outs, text)
+    plan = Plan(steps, tmps, outs, text)
+    if debug.active():  # described now: realizing turns the graph's nodes into buffers
+        debug.record_plan(plan, outputs, rewritten, sched)
+    return plan
 
 
 def _strip_reshapes(n: Node) -> Node:
