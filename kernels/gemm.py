@@ -1,0 +1,597 @@
+"""A generated CPU GEMM (BLIS/GotoBLAS structure) as LLVM IR text: C[t] = A[t] @ B[t].
+
+    src = render_gemm("mm", dtypes.float32, 1, 1024, 1024, 1024, (0, 1024, 1), (0, 1024, 1))
+    # defines void @mm(ptr %c, ptr %a, ptr %b, i64 %tid, i64 %nt); calling it for every tid in
+    # 0..nt-1 (concurrently) computes all of C, contiguous (batch, M, N).
+
+Structure, per thread (no synchronisation: each thread owns whole rows or whole columns of C):
+
+    for jc in N step NC:                      B block KC x NC      -> L3
+      for pc in K step KC:  pack B[pc, jc]    as NR-wide slivers [k][NR], zero-padded
+        for ic in M step MC: pack A[ic, pc]   as MR-row slivers        -> L2
+          for jr in NC step NR:               one B sliver (KC x NR)   -> L1
+            for ir in MC step MR:             micro-kernel: MR x NR accumulators in registers
+
+The micro-kernel holds MR x (NR / VEC) vector accumulators (e.g. 6 x 2 <8 x float> on AVX2),
+per k broadcasting one A element per row and loading NR/VEC B vectors: MR*NR/VEC fused
+multiply-adds per MR + NR/VEC loads. Edges: rows are handled by variants of the micro-kernel for
+every row count < MR (no wasted FMAs), columns by masked loads/stores (B slivers are zero-padded),
+K by the loop count. Packing makes any input strides (transposed, broadcast batch with stride 0)
+the same to the micro-kernel; the strides are compile-time constants, so each packing loop is
+specialised (contiguous rows become vector copies, transposed B an 8x8 register transpose).
+Shapes are constants too: one kernel per (shape, strides), like every ember kernel.
+
+Two copies are skipped where they cannot pay: with few columns (N <= 2 NR) each packed A element
+would serve at most two slivers, so the micro-kernel reads A in place; with a single panel of rows
+(M <= MR, GEMV-like) it reads row-contiguous B in place, prefetching rows ahead in software.
+
+Threads split batch x MR-row panels of C (each thread packs the B blocks it needs), or, when there
+are more columns than rows, batch x NR-column panels.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+from ..compiler import dtypes as D
+
+from .llvm_ir import Function
+
+
+# ---- configuration -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Config:
+    """Register and cache blocking. nr is a multiple of vec (lanes per vector register)."""
+    mr: int
+    nr: int
+    vec: int
+    mc: int
+    kc: int
+    nc: int
+    unroll: int = 4     # k steps per micro-kernel loop iteration
+
+    def __post_init__(self):
+        assert self.nr % self.vec == 0 and self.mc % self.mr == 0 and self.nc % self.nr == 0, self
+
+
+@functools.cache
+def host_isa() -> str:
+    """'avx512', 'avx2', 'neon' or 'sse' (the widest vector ISA the host reports)."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    feats = llvm.get_host_cpu_features()
+    if feats.get("avx512f"):
+        return "avx512"
+    if feats.get("avx2") and feats.get("fma"):
+        return "avx2"
+    if feats.get("neon") or llvm.get_process_triple().startswith(("aarch64", "arm64")):
+        return "neon"
+    return "sse"
+
+
+VECTOR_BYTES = {"avx512": 64, "avx2": 32, "neon": 16, "sse": 16}
+# (MR, NR in vectors): accumulators + NR/VEC B vectors + 1 broadcast must fit the register file
+# (16 vector registers on AVX2/SSE, 32 on AVX-512/NEON).
+REGISTER_TILE = {"avx512": (12, 2), "avx2": (6, 2), "neon": (8, 3), "sse": (6, 2)}
+
+
+def default_config(dtype: D.DType, isa: str | None = None) -> Config:
+    """Blocking for `dtype` on `isa` (default: the host): the B sliver (KC x NR) fills about half
+    of L1, the packed A block (MC x KC) about a third of L2, the B block (KC x NC) lives in L3."""
+    isa = isa or host_isa()
+    vec = VECTOR_BYTES[isa] // dtype.itemsize
+    mr, nv = REGISTER_TILE[isa]
+    nr = nv * vec
+    kc = 256
+    mc = max(mr, (48 * 1024 * 3 // (kc * dtype.itemsize)) // mr * mr)   # ~144 KB of A
+    nc = (4096 // nr) * nr
+    return Config(mr, nr, vec, mc, kc, nc)
+
+
+def gemm_flops(batch: int, M: int, N: int, K: int) -> int:
+    """Floating-point operations of C = A @ B: one multiply and one add per (t, m, n, k).
+
+    >>> gemm_flops(1, 1024, 1024, 1024)
+    2147483648
+    """
+    return 2 * batch * M * N * K
+
+
+# ---- code generation ---------------------------------------------------------------------------
+
+TYPES = {"float32": "float", "float64": "double"}
+PREFETCH_ROWS = 48     # how far ahead the direct micro-kernel prefetches B rows
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Everything one generated GEMM depends on."""
+    sym: str
+    ty: str
+    isz: int
+    batch: int
+    M: int
+    N: int
+    K: int
+    sa: tuple
+    sb: tuple
+    aoff: int
+    boff: int
+    cfg: Config
+
+    @property
+    def a_kmajor(self) -> bool:
+        """Pack A slivers as [k][MR] when its rows are strided and its columns contiguous (A^T
+        views); else as MR rows of KCe contiguous elements. Either way packing reads A along its
+        contiguous direction; the micro-kernel's broadcasts are equally cheap in both layouts."""
+        return self.sa[1] == 1 and self.sa[2] != 1
+
+    @property
+    def a_direct(self) -> bool:
+        """With few columns of C each packed A element would serve only a few B slivers, so the
+        copy does not pay: the micro-kernel then reads A in place (A's block stays in L2)."""
+        return self.N <= 2 * self.cfg.nr and 1 in self.sa[1:]
+
+    @property
+    def a_steps(self) -> tuple[int, int]:
+        """Distances (elements) between rows and between k steps of the A the micro-kernel reads."""
+        if self.a_direct:
+            return self.sa[1], self.sa[2]
+        return (1, self.cfg.mr) if self.a_kmajor else (self.kce, 1)
+
+    @property
+    def b_direct(self) -> bool:
+        """With a single panel of rows (GEMV-like), packing B costs more than the product: the
+        micro-kernel then reads row-contiguous B in place (only the ragged last sliver is packed)."""
+        return self.M <= self.cfg.mr and self.sb[2] == 1
+
+    @property
+    def kce(self) -> int:
+        return min(self.cfg.kc, self.K)
+
+    @property
+    def vty(self) -> str:
+        return f"<{self.cfg.vec} x {self.ty}>"
+
+
+def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
+                a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], a_offset=0, b_offset=0,
+                config: Config | None = None) -> str:
+    """LLVM IR text defining `void @<symbol>(ptr noalias %c, ptr noalias %a, ptr noalias %b, i64 %tid,
+    i64 %nt)`: thread tid's share (of nt) of C[t] = A[t] @ B[t] for t < batch, with C contiguous
+    (batch, M, N) and A[t, m, k] at a + a_offset + t*a_strides[0] + m*a_strides[1] + k*a_strides[2]
+    (B likewise over (t, k, n)), in elements. Strides may be 0 (broadcast) or in any order.
+
+    >>> src = render_gemm("mm", D.float32, 1, 64, 64, 64, (0, 64, 1), (0, 1, 64))  # A @ B^T
+    """
+    if dtype.name not in TYPES:
+        raise TypeError(f"render_gemm supports float32 and float64, not {dtype.name}")
+    cfg = config or tuned_config(dtype, M, N, K)
+    s = _Spec(symbol, TYPES[dtype.name], dtype.itemsize, batch, M, N, K, tuple(a_strides), tuple(b_strides),
+              a_offset, b_offset, cfg)
+    parts = [f"; ember GEMM {dtype.name} batch={batch} M={M} N={N} K={K} a={a_strides}+{a_offset} "
+             f"b={b_strides}+{b_offset} {cfg}"]
+    if batch and M and N and K:
+        parts += [_microkernel(s, r) for r in range(1, cfg.mr + 1)]
+        if s.b_direct:
+            parts.append(_microkernel(s, s.M, direct=True))
+        parts += [_pack_b(s), _block(s)] + ([] if s.a_direct else [_pack_a(s)])
+    parts += [_driver(s), *_declarations(s)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _declarations(s: _Spec) -> list[str]:
+    v, t = s.vty, s.ty
+    sfx = f"v{s.cfg.vec}{'f32' if t == 'float' else 'f64'}"
+    return [f"declare {v} @llvm.fmuladd.{sfx}({v}, {v}, {v})",
+            f"declare {v} @llvm.masked.load.{sfx}.p0(ptr, <{s.cfg.vec} x i1>, {v})",
+            f"declare void @llvm.masked.store.{sfx}.p0({v}, ptr, <{s.cfg.vec} x i1>)",
+            "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
+            "declare void @llvm.prefetch.p0(ptr, i32, i32, i32)",
+            "declare noalias ptr @malloc(i64)", "declare void @free(ptr)",
+            'attributes #0 = { nounwind "frame-pointer"="none" }',
+            '!0 = !{!"llvm.loop.unroll.disable"}',
+            *(f"!{_loop_id(r, tag, d)} = distinct !{{!{_loop_id(r, tag, d)}, !0}}"
+              for r in range(1, s.cfg.mr + 1) for tag in ("main", "rem") for d in (False, True))]
+
+
+def _loop_id(rows: int, tag: str, direct: bool) -> int:
+    return 4 * rows + 2 * direct + (tag == "rem")
+
+
+def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
+    """@<sym>.uk<rows>(kc, a, b, c, cols, acc): C[rows x cols] (+)= Apanel[rows x kc] @ Bsliver[kc x NR];
+    @<sym>.uk<rows>d reads the sliver from B itself (rows sb[1] apart) instead of a packed copy.
+
+    Accumulators are phis of the k loop (unrolled `unroll` times, then a remainder loop), so they
+    stay in registers; the store is a plain vector store for full tiles and masked for cols < NR."""
+    cfg, ty, v = s.cfg, s.ty, s.vty
+    nv, V = cfg.nr // cfg.vec, cfg.vec
+    ldb, balign = (s.sb[1], s.isz) if direct else (cfg.nr, cfg.vec * s.isz)
+    f = Function(f"{s.sym}.uk{rows}{'d' if direct else ''}", "void",
+                 [("i64", "kc"), ("ptr", "a"), ("ptr", "b"), ("ptr", "c"), ("i64", "cols"), ("i1", "acc")],
+                 "noinline #0")
+    L = f.lines
+    accs = [[f"%acc{i}_{j}" for j in range(nv)] for i in range(rows)]
+    fma = f"@llvm.fmuladd.v{V}{'f32' if ty == 'float' else 'f64'}"
+
+    def step(k: str, cur):
+        """One k: NR/VEC B vectors, `rows` broadcasts, rows*NR/VEC FMAs. Returns the new accs."""
+        bo = f.mul(k, ldb)
+        bv = [f.load(v, f.gep(ty, "%b", f.add(bo, j * V)), balign) for j in range(nv)]
+        if direct:  # B rows are far apart: the hardware prefetcher does not follow them
+            for off in sorted({0, cfg.nr - 1}):
+                f.do(f"call void @llvm.prefetch.p0(ptr {f.gep(ty, '%b', f.add(bo, PREFETCH_ROWS * ldb + off))}, "
+                     "i32 0, i32 3, i32 1)")
+        new = []
+        for i in range(rows):
+            ai = f.add(f.mul(k, s.a_steps[1]), i * s.a_steps[0])
+            x = f.load(ty, f.gep(ty, "%a", ai), s.isz)
+            splat = f(f"shufflevector {v} {f(f'insertelement {v} poison, {ty} {x}, i64 0')}, {v} poison, "
+                      f"<{V} x i32> zeroinitializer")
+            new.append([f(f"call {v} {fma}({v} {splat}, {v} {bv[j]}, {v} {cur[i][j]})") for j in range(nv)])
+        return new
+
+    def kloop(tag: str, start: str, init, bound: str, unroll: int):
+        """for (k = start; k < bound; k += unroll) with the accumulators in phis (entering with
+        `init`); returns the accumulators' values on exit."""
+        k, body, pred = f"%{tag}.k", f"{tag}.body", f.block
+        acc = [[f"%{tag}.a{i}_{j}" for j in range(nv)] for i in range(rows)]
+        out = [[f"%{tag}.o{i}_{j}" for j in range(nv)] for i in range(rows)]
+        f.do(f"br label %{tag}")
+        f.label(tag)
+        L.append(f"  {k} = phi i64 [ {start}, %{pred} ], [ {k}.next, %{body} ]")
+        for i in range(rows):
+            for j in range(nv):
+                L.append(f"  {acc[i][j]} = phi {v} [ {init[i][j]}, %{pred} ], [ {out[i][j]}, %{body} ]")
+        f.do(f"br i1 {f(f'icmp ult i64 {k}, {bound}')}, label %{body}, label %{tag}.done")
+        f.label(body)
+        cur = acc
+        for u in range(unroll):
+            cur = step(f.add(k, u), cur)
+        for i in range(rows):
+            for j in range(nv):
+                L.append(f"  {out[i][j]} = bitcast {v} {cur[i][j]} to {v}")
+        L.append(f"  {k}.next = add nuw nsw i64 {k}, {unroll}")
+        # the body is unrolled as written: stop LLVM from unrolling (and bloating) it further
+        f.do(f"br label %{tag}, !llvm.loop !{_loop_id(rows, tag, direct)}")
+        f.label(f"{tag}.done")
+        return acc
+
+    U = cfg.unroll if rows == cfg.mr else 1   # edge tiles are rare: keep their code small
+    # the tile of C is read (or written) after the k loop: fetch its lines while the loop runs
+    for i in range(rows):
+        for off in sorted({0, cfg.nr - 1}):
+            f.do(f"call void @llvm.prefetch.p0(ptr {f.gep(ty, '%c', i * s.N + off)}, i32 1, i32 3, i32 1)")
+    zero = [["zeroinitializer"] * nv for _ in range(rows)]
+    if U > 1:
+        f.do(f"%kmain = and i64 %kc, {-U}")
+        racc = kloop("rem", "%main.k", kloop("main", "0", zero, "%kmain", U), "%kc", 1)
+    else:
+        racc = kloop("rem", "0", zero, "%kc", 1)
+    # write the tile: full or column-masked, assigning or accumulating
+    f.do(f"br i1 {f(f'icmp eq i64 %cols, {cfg.nr}')}, label %full, label %part")
+    sfx = f"v{V}{'f32' if ty == 'float' else 'f64'}"
+    for kind in ("full", "part"):
+        f.label(kind)
+        masks = []
+        if kind == "part":
+            cs = f(f"shufflevector <{V} x i64> {f(f'insertelement <{V} x i64> poison, i64 %cols, i64 0')}, "
+                   f"<{V} x i64> poison, <{V} x i32> zeroinitializer")
+            for j in range(nv):
+                lanes = ", ".join(f"i64 {j * V + l}" for l in range(V))
+                masks.append(f(f"icmp slt <{V} x i64> <{lanes}>, {cs}"))
+        f.do(f"br i1 %acc, label %{kind}.acc, label %{kind}.set")
+        for mode in ("acc", "set"):
+            f.label(f"{kind}.{mode}")
+            for i in range(rows):
+                for j in range(nv):
+                    p = f.gep(ty, "%c", i * s.N + j * V)
+                    val = racc[i][j]
+                    if kind == "full":
+                        if mode == "acc":
+                            val = f(f"fadd {v} {f.load(v, p, s.isz)}, {val}")
+                        f.store(v, val, p, s.isz)
+                    else:
+                        m = masks[j]
+                        if mode == "acc":
+                            old = f(f"call {v} @llvm.masked.load.{sfx}.p0(ptr align {s.isz} {p}, <{V} x i1> {m}, "
+                                    f"{v} zeroinitializer)")
+                            val = f(f"fadd {v} {old}, {val}")
+                        f.do(f"call void @llvm.masked.store.{sfx}.p0({v} {val}, ptr align {s.isz} {p}, <{V} x i1> {m})")
+            f.do("ret void")
+    return f.render()
+
+
+def _pack_a(s: _Spec) -> str:
+    """@<sym>.packa(dst, src, mc, kc): the mc x kc block of A at src into MR-row slivers."""
+    cfg, ty = s.cfg, s.ty
+    _, sam, sak = s.sa
+    f = Function(f"{s.sym}.packa", "void", [("ptr noalias", "dst"), ("ptr noalias", "src"), ("i64", "mc"),
+                                           ("i64", "kc")], "noinline #0")
+    if s.a_kmajor:  # sliver p: [k][MR]; reads A^T along its contiguous rows
+        def copy(i0, k, i):
+            x = f.load(ty, f.gep(ty, "%src", f.add(f.mul(f.add(i0, i), sam), f.mul(k, sak))), s.isz)
+            f.store(ty, x, f.gep(ty, "%dst", f.add(f.mul(i0, "%kc"), f.add(f.mul(k, cfg.mr), i))), s.isz)
+        full = f.mul(f(f"udiv i64 %mc, {cfg.mr}"), cfg.mr)
+        with f.loop("0", full, cfg.mr) as i0:
+            with f.loop("0", "%kc") as k:
+                for i in range(cfg.mr):
+                    copy(i0, k, i)
+        with f.loop("0", "%kc") as k:       # the ragged last sliver
+            with f.loop("0", f.sub("%mc", full)) as i:
+                copy(full, k, i)
+    else:           # row i at i*KCe: a contiguous copy per row when A is row-major
+        with f.loop("0", "%mc") as i:
+            src, dst = f.gep(ty, "%src", f.mul(i, sam)), f.gep(ty, "%dst", f.mul(i, s.kce))
+            with f.loop("0", "%kc") as k:
+                f.store(ty, f.load(ty, f.gep(ty, src, f.mul(k, sak)), s.isz), f.gep(ty, dst, k), s.isz)
+    f.do("ret void")
+    return f.render()
+
+
+def _transpose(f: Function, rows: list[str], vty: str, V: int) -> list[str]:
+    """Columns of the V x V matrix whose rows are `rows`: log2(V) rounds of interleaving pairs
+    (perfect-shuffle transpose); for 8 floats, the unpck/shufps/vperm2f128 network."""
+    def shuf(x, y, mask):
+        return f(f"shufflevector {vty} {x}, {vty} {y}, <{V} x i32> <{', '.join(f'i32 {m}' for m in mask)}>")
+    if V == 8:
+        lo = [0, 8, 1, 9, 4, 12, 5, 13]
+        t = [shuf(rows[i & ~1], rows[i | 1], [m + (2 if i & 1 else 0) for m in lo]) for i in range(8)]
+        u = []
+        for g in (0, 4):
+            for i in range(4):
+                x, y = t[g + (i >> 1)], t[g + 2 + (i >> 1)]
+                u.append(shuf(x, y, [m + (2 if i & 1 else 0) for m in (0, 1, 8, 9, 4, 5, 12, 13)]))
+        # u = [u0 u1 u2 u3 | u4 u5 u6 u7]: rows 0-3 and 4-7 of columns (q, q+4) for q = 0..3
+        return [shuf(u[q & 3], u[4 + (q & 3)], [0, 1, 2, 3, 8, 9, 10, 11] if q < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
+                for q in range(8)]
+    half = V // 2
+    for _ in range(V.bit_length() - 1):
+        nxt = []
+        for i in range(half):
+            x, y = rows[i], rows[i + half]
+            nxt.append(shuf(x, y, [m for l in range(half) for m in (l, V + l)]))
+            nxt.append(shuf(x, y, [m for l in range(half, V) for m in (l, V + l)]))
+        rows = nxt
+    return rows
+
+
+def _pack_b(s: _Spec) -> str:
+    """@<sym>.packb(dst, src, kc, nc): the kc x nc block of B at src into NR-column slivers
+    [k][NR] of kc*NR elements, the last one zero-padded."""
+    cfg, ty, v, V = s.cfg, s.ty, s.vty, s.cfg.vec
+    _, sbk, sbn = s.sb
+    nr = cfg.nr
+    f = Function(f"{s.sym}.packb", "void", [("ptr noalias", "dst"), ("ptr noalias", "src"), ("i64", "kc"),
+                                           ("i64", "nc")], "noinline #0")
+    full = f("udiv i64 %nc, " + str(nr))
+    with f.loop("0", full) as p:
+        dst = f.gep(ty, "%dst", f.mul(f.mul(p, "%kc"), nr))
+        src = f.gep(ty, "%src", f.mul(f.mul(p, nr), sbn))
+        kdone = "0"
+        if sbn == 1:                      # rows of B are contiguous: vector copies
+            with f.loop("0", "%kc") as k:
+                for j in range(0, nr, V):
+                    x = f.load(v, f.gep(ty, src, f.add(f.mul(k, sbk), j)), s.isz)
+                    f.store(v, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), V * s.isz)
+            kdone = "%kc"
+        elif sbk == 1:                    # B^T: V x V register transposes of V columns x V k's
+            kdone = f("and i64 %kc, " + str(-V))
+            with f.loop("0", kdone, V) as k:
+                for j in range(0, nr, V):
+                    rows = [f.load(v, f.gep(ty, src, f.add(f.mul(j + r, sbn), k)), s.isz) for r in range(V)]
+                    for q, col in enumerate(_transpose(f, rows, v, V)):
+                        f.store(v, col, f.gep(ty, dst, f.add(f.mul(f.add(k, q), nr), j)), V * s.isz)
+        with f.loop(kdone, "%kc") as k:   # general strides, or the k tail of the transposed path
+            for j in range(nr):
+                x = f.load(ty, f.gep(ty, src, f.add(f.mul(k, sbk), j * sbn)), s.isz)
+                f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
+    rem = f("urem i64 %nc, " + str(nr))
+    with f.if_(f(f"icmp ne i64 {rem}, 0")):
+        dst = f.gep(ty, "%dst", f.mul(f.mul(full, "%kc"), nr))
+        src = f.gep(ty, "%src", f.mul(f.mul(full, nr), sbn))
+        nbytes = f.mul("%kc", nr * s.isz)
+        f.do(f"call void @llvm.memset.p0.i64(ptr align {V * s.isz} {dst}, i8 0, i64 {nbytes}, i1 false)")
+        with f.loop("0", "%kc") as k:
+            with f.loop("0", rem) as j:
+                x = f.load(ty, f.gep(ty, src, f.add(f.mul(k, sbk), f.mul(j, sbn))), s.isz)
+                f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
+    f.do("ret void")
+    return f.render()
+
+
+def _block(s: _Spec) -> str:
+    """@<sym>.blk(c, a, b, pa, pb, t, m0, m1, n0, n1): C[t][m0:m1, n0:n1] with packing buffers pa, pb."""
+    cfg, ty = s.cfg, s.ty
+    _, sam, sak = s.sa
+    _, sbk, sbn = s.sb
+    f = Function(f"{s.sym}.blk", "void", [("ptr noalias", "c"), ("ptr", "a"), ("ptr", "b"), ("ptr noalias", "pa"),
+                                         ("ptr noalias", "pb"), ("i64", "t"), ("i64", "m0"), ("i64", "m1"),
+                                         ("i64", "n0"), ("i64", "n1")], "noinline #0")
+    a = f.gep(ty, "%a", f.add(s.aoff, f.mul("%t", s.sa[0])))
+    b = f.gep(ty, "%b", f.add(s.boff, f.mul("%t", s.sb[0])))
+    c = f.gep(ty, "%c", f.mul("%t", s.M * s.N))
+    with f.loop("%n0", "%n1", cfg.nc) as jc:
+        nc = f.min(cfg.nc, f.sub("%n1", jc))
+        with f.loop("0", s.K, cfg.kc) as pc:
+            kc = f.min(cfg.kc, f.sub(s.K, pc))
+            bk = f.gep(ty, b, f.add(f.mul(pc, sbk), f.mul(jc, sbn)))
+            if s.b_direct:              # pack only the ragged last sliver
+                nfull = f.mul(f(f"udiv i64 {nc}, {cfg.nr}"), cfg.nr)
+                with f.if_(f(f"icmp ult i64 {nfull}, {nc}")):
+                    edge = f.gep(ty, bk, nfull)
+                    f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {edge}, i64 {kc}, i64 {f.sub(nc, nfull)})")
+            else:
+                f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {bk}, i64 {kc}, i64 {nc})")
+            acc = f(f"icmp ne i64 {pc}, 0")
+            with f.loop("%m0", "%m1", cfg.mc) as ic:
+                mc = f.min(cfg.mc, f.sub("%m1", ic))
+                ablock = f.gep(ty, a, f.add(f.mul(ic, sam), f.mul(pc, sak)))
+                if s.a_direct:
+                    apanel = ablock
+                else:
+                    apanel = "%pa"
+                    f.do(f"call void @{s.sym}.packa(ptr %pa, ptr {ablock}, i64 {mc}, i64 {kc})")
+                crow = f.gep(ty, c, f.add(jc, f.mul(ic, s.N)))
+                if s.b_direct:          # one panel of exactly M rows
+                    uk = f"@{s.sym}.uk{s.M}"
+                    with f.loop("0", nfull, cfg.nr) as jr:
+                        bp, cp = f.gep(ty, bk, jr), f.gep(ty, crow, jr)
+                        f.do(f"call void {uk}d(i64 {kc}, ptr {apanel}, ptr {bp}, ptr {cp}, i64 {cfg.nr}, i1 {acc})")
+                    with f.if_(f(f"icmp ult i64 {nfull}, {nc}")):
+                        f.do(f"call void {uk}(i64 {kc}, ptr {apanel}, ptr %pb, ptr {f.gep(ty, crow, nfull)}, "
+                             f"i64 {f.sub(nc, nfull)}, i1 {acc})")
+                else:
+                    with f.loop("0", nc, cfg.nr) as jr:
+                        cols = f.min(cfg.nr, f.sub(nc, jr))
+                        bp = f.gep(ty, "%pb", f.mul(jr, kc))
+                        cj = f.gep(ty, crow, jr)
+                        with f.loop("0", mc, cfg.mr) as ir:
+                            rows = f.min(cfg.mr, f.sub(mc, ir))
+                            ap = f.gep(ty, apanel, f.mul(ir, sam if s.a_direct else kc if s.a_kmajor else s.kce))
+                            cp = f.gep(ty, cj, f.mul(ir, s.N))
+                            args = f"i64 {kc}, ptr {ap}, ptr {bp}, ptr {cp}, i64 {cols}, i1 {acc}"
+                            labels = [f.fresh("uk") for _ in range(cfg.mr)]
+                            join = f.fresh("ukjoin")
+                            cases = " ".join(f"i64 {r}, label %{labels[r - 1]}" for r in range(1, cfg.mr))
+                            f.do(f"switch i64 {rows}, label %{labels[-1]} [ {cases} ]")
+                            for r in range(1, cfg.mr + 1):
+                                f.label(labels[r - 1])
+                                f.do(f"call void @{s.sym}.uk{r}({args})")
+                                f.do(f"br label %{join}")
+                            f.label(join)
+    f.do("ret void")
+    return f.render()
+
+
+def _driver(s: _Spec) -> str:
+    """The entry point: thread tid's units of work -> @<sym>.blk calls, with one malloc'd pair of
+    packing buffers per call (too big for the stack: the B block is KC x NC)."""
+    cfg, ty = s.cfg, s.ty
+    f = Function(s.sym, "void", [("ptr noalias", "c"), ("ptr noalias", "a"), ("ptr noalias", "b"),
+                                 ("i64", "tid"), ("i64", "nt")], "#0", linkage="")
+    total = s.batch * s.M * s.N
+    if total and not s.K:               # empty sum: zero-fill this thread's share of C
+        lo = f(f"udiv i64 {f.mul(total, '%tid')}, %nt")
+        hi = f(f"udiv i64 {f.mul(total, f.add('%tid', 1))}, %nt")
+        start, nbytes = f.gep(ty, "%c", lo), f.mul(f.sub(hi, lo), s.isz)
+        f.do(f"call void @llvm.memset.p0.i64(ptr {start}, i8 0, i64 {nbytes}, i1 false)")
+    elif total:
+        pm, pn = -(-s.M // cfg.mr), -(-s.N // cfg.nr)
+        # Split rows when the batch alone feeds every thread; else split the longer of M and N
+        # (each thread packs all of the other operand's block, so the shorter side is duplicated),
+        # unless it has fewer panels than threads.
+        if s.M >= s.N:
+            enough = f(f"icmp uge i64 {pm}, %nt")
+        else:
+            enough = f(f"icmp ult i64 {pn}, %nt")
+        by_rows = f(f"or i1 {f(f'icmp uge i64 {s.batch}, %nt')}, {enough}")
+        per = f(f"select i1 {by_rows}, i64 {pm}, i64 {pn}")
+        units = f.mul(per, s.batch)
+        u0 = f(f"udiv i64 {f.mul(units, '%tid')}, %nt")
+        u1 = f(f"udiv i64 {f.mul(units, f.add('%tid', 1))}, %nt")
+        with f.if_(f(f"icmp ult i64 {u0}, {u1}")):
+            mce = min(cfg.mc, -(-s.M // cfg.mr) * cfg.mr)
+            nce = min(cfg.nc, pn * cfg.nr)
+            a_bytes = (mce * s.kce * s.isz + 63) // 64 * 64
+            raw = f(f"call ptr @malloc(i64 {a_bytes + nce * s.kce * s.isz + 64})")
+            misalign = f(f"and i64 {f(f'ptrtoint ptr {raw} to i64')}, 63")
+            pa = f.gep("i8", raw, f.sub(64, misalign))    # 64-byte aligned: aligned vector access
+            pb = f.gep("i8", pa, a_bytes)
+            t0, t1 = f(f"udiv i64 {u0}, {per}"), f(f"udiv i64 {f.add(u1, f.sub(per, 1))}, {per}")
+            with f.loop(t0, t1) as t:
+                first = f.mul(t, per)
+                lo = f.max(f.sub(u0, first), 0)
+                hi = f.min(f.sub(u1, first), per)
+                m0 = f(f"select i1 {by_rows}, i64 {f.mul(lo, cfg.mr)}, i64 0")
+                m1 = f(f"select i1 {by_rows}, i64 {f.min(f.mul(hi, cfg.mr), s.M)}, i64 {s.M}")
+                n0 = f(f"select i1 {by_rows}, i64 0, i64 {f.mul(lo, cfg.nr)}")
+                n1 = f(f"select i1 {by_rows}, i64 {s.N}, i64 {f.min(f.mul(hi, cfg.nr), s.N)}")
+                f.do(f"call void @{s.sym}.blk(ptr %c, ptr %a, ptr %b, ptr {pa}, ptr {pb}, i64 {t}, "
+                     f"i64 {m0}, i64 {m1}, i64 {n0}, i64 {n1})")
+            f.do(f"call void @free(ptr {raw})")
+    f.do("ret void")
+    return f.render()
+
+
+# ---- autotuning ----------------------------------------------------------------------------------
+
+_tuned: dict = {}
+
+
+def tuned_config(dtype: D.DType, M: int, N: int, K: int) -> Config:
+    """The autotuned config for this shape class if `autotune` ran for it in this process, else
+    the default for the host."""
+    return _tuned.get(_shape_class(dtype, M, N, K)) or default_config(dtype)
+
+
+def _shape_class(dtype: D.DType, M: int, N: int, K: int) -> tuple:
+    def size(x):  # small / medium / large, against the blocking
+        return 0 if x < 64 else 1 if x < 512 else 2
+    return dtype.name, host_isa(), size(M), size(N), size(K)
+
+
+def candidates(dtype: D.DType) -> list[Config]:
+    """A few blockings around the default, trading the depth of a k block (KC: fewer passes over C)
+    against the A block's (MC x KC) share of L2."""
+    base = default_config(dtype)
+    out = [base]
+    for kc, mc in ((base.kc * 3 // 2, base.mc // 2), (base.kc * 3 // 2, base.mc), (base.kc // 2, base.mc * 2),
+                   (base.kc, base.mc * 2)):
+        cfg = replace(base, kc=kc, mc=max(base.mr, mc // base.mr * base.mr))
+        if cfg not in out:
+            out.append(cfg)
+    return out
+
+
+def autotune(dtype: D.DType, M: int, N: int, K: int, configs: list[Config] | None = None,
+             repeat: int = 3) -> Config:
+    """Time `configs` (default: `candidates`) on this shape, capped at 512 per dimension so it
+    stays fast, and remember the fastest for the shape class in this process (render_gemm then
+    uses it). Returns the chosen config.
+
+    >>> cfg = autotune(D.float32, 256, 256, 256)   # doctest: +SKIP
+    """
+    import time
+
+    import numpy as np
+
+    from ..compiler.runtime import cpu
+    key = _shape_class(dtype, M, N, K)
+    if key in _tuned:
+        return _tuned[key]
+    M, N, K = (max(1, min(x, 512)) for x in (M, N, K))
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K)).astype(dtype.np)
+    b = rng.standard_normal((K, N)).astype(dtype.np)
+    c = np.empty((M, N), dtype.np)
+    best, best_t = None, float("inf")
+    for cfg in configs or candidates(dtype):
+        fn = compile_gemm(dtype, 1, M, N, K, (0, K, 1), (0, N, 1), config=cfg)
+        ptrs = [x.ctypes.data for x in (c, a, b)]
+        cpu.launch(fn, ptrs, gemm_flops(1, M, N, K))
+        t = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            cpu.launch(fn, ptrs, gemm_flops(1, M, N, K))
+            t = min(t, time.perf_counter() - t0)
+        if t < best_t:
+            best, best_t = cfg, t
+    _tuned[key] = best
+    return best
+
+
+def compile_gemm(dtype: D.DType, batch: int, M: int, N: int, K: int, a_strides, b_strides, a_offset=0,
+                 b_offset=0, config: Config | None = None):
+    """render_gemm compiled and loaded through the CPU runtime: a ctypes function (c, a, b, tid, nt)."""
+    import hashlib
+
+    from ..compiler.runtime import cpu
+    probe = render_gemm("GEMM", dtype, batch, M, N, K, a_strides, b_strides, a_offset, b_offset, config)
+    sym = "ember_gemm_" + hashlib.sha256(probe.encode()).hexdigest()[:16]
+    src = render_gemm(sym, dtype, batch, M, N, K, a_strides, b_strides, a_offset, b_offset, config)
+    comp = cpu.compiler()
+    obj, _ = comp.object_code(src)
+    return comp.load(obj, sym, 3)
