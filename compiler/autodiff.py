@@ -35,9 +35,8 @@ def _unslice(b, g, src_shape, arg):
         if (start, step, size) == (0, 1, n):
             continue
         shape = list(_shape(g))
-        if size == 0:
-            shape[d] = n
-            return b.zeros(tuple(shape), like=g)
+        if size == 0:  # nothing was read: the whole source gets zeros (every axis, not just this one)
+            return b.zeros(tuple(src_shape), like=g)
         if step < 0:  # read backwards: flip the cotangent and treat as a forward slice
             flip = tuple((0, 1, m) if k != d else (m - 1, -1, m) for k, m in enumerate(shape))
             g = b.ap("slice", g, arg=flip)
@@ -99,7 +98,12 @@ def _reduce_extreme_vjp(b, g, out, xs, axes):
 
 def _pow_vjp(b, g, out, xs, arg):
     a, e = xs
-    ga = b.ap("mul", g, b.ap("mul", e, b.ap("pow", a, b.ap("add", e, b.const(-1.0, e)))))
+    # x ** 0 is constant: its derivative is 0 even at x = 0, where e * a^(e-1) is 0 * inf; the base
+    # is 1 in that unused branch so it stays finite when differentiated again
+    e0 = b.ap("cmpeq", e, b.zeros(_shape(e), like=e))
+    base = b.ap("where", e0, b.const(1.0, a), a)
+    ga = b.ap("mul", g, b.ap("mul", e, b.ap("pow", base, b.ap("add", e, b.const(-1.0, e)))))
+    ga = b.ap("where", e0, b.zeros(_shape(a), like=a), ga)
     safe = b.ap("where", b.ap("cmpeq", a, b.const(0.0, a)), b.const(1.0, a), a)
     ge = b.ap("mul", g, b.ap("mul", out, b.ap("log", safe)))
     ge = b.ap("where", b.ap("cmpeq", a, b.const(0.0, a)), b.zeros(_shape(a), like=a), ge)
@@ -112,6 +116,34 @@ def _mod_vjp(b, g, out, xs, arg):
         return [None, None]
     q = b.ap("trunc", b.ap("div", a, c))
     return [g, b.ap("neg", b.ap("mul", g, q))]
+
+
+def _prod_vjp(b, g, out, xs, axes):
+    """d prod / dx_i = the product of the other entries, exact with zeros (no 0/0): a non-zero x_i
+    gets out / x_i; a zero x_i gets P (the product of the non-zero entries) times the product of
+    the OTHER zeros: 1 with one zero, the other zero's value with two (0, but written as
+    sum(zeros) - x_i so that its derivative is right), 0 with three or more. Every piece is a graph
+    of x (out included), so second derivatives are exact too."""
+    x = xs[0]
+    shape = _shape(x)
+
+    def red(op, v):
+        return b.ap("expand", b.ap(op, v, arg=axes), arg=shape)
+    zero = b.ap("cmpeq", x, b.zeros(shape, like=x))
+    one, nil = b.const(1.0, x), b.zeros(shape, like=x)
+    nonzero = b.ap("where", zero, one, x)
+    count = red("sum", b.ap("cast", zero, arg=x.node.dtype))
+    others = b.ap("add", red("sum", b.ap("where", zero, x, nil)), _neg(b, x))
+    others = b.ap("where", b.ap("cmpeq", count, one), one,
+                  b.ap("where", b.ap("cmpeq", count, b.const(2.0, x)), others, nil))
+    d = b.ap("where", zero, b.ap("mul", red("prod", nonzero), others),
+             b.ap("div", b.ap("expand", out, arg=shape), nonzero))
+    return [b.ap("mul", b.ap("expand", g, arg=shape), d)]
+
+
+def _zero_grad(b, g, out, xs, arg):
+    """Piecewise-constant ops: the gradient is zero (not absent, so grad() still reaches x)."""
+    return [b.zeros(_shape(g), like=g)]
 
 
 def _neg(b, x):
@@ -129,10 +161,10 @@ VJP = {
         b.ap("mul", g, b.ap("add", b.const(1.0, out), _neg(b, b.ap("mul", out, out))))],
     "erf": lambda b, g, out, xs, arg: [b.ap("mul", g, b.ap("mul", b.const(2 / math.sqrt(math.pi), out),
                                                          b.ap("exp", _neg(b, b.ap("mul", xs[0], xs[0])))))],
-    "floor": lambda b, g, out, xs, arg: [None],
-    "ceil": lambda b, g, out, xs, arg: [None],
-    "trunc": lambda b, g, out, xs, arg: [None],
-    "round": lambda b, g, out, xs, arg: [None],
+    "floor": _zero_grad,
+    "ceil": _zero_grad,
+    "trunc": _zero_grad,
+    "round": _zero_grad,
     "cast": lambda b, g, out, xs, arg: [b.ap("cast", g, arg=xs[0].node.dtype) if xs[0].node.dtype.is_float else None],
     "contiguous": lambda b, g, out, xs, arg: [g],
     "add": lambda b, g, out, xs, arg: [g, g],
@@ -145,8 +177,7 @@ VJP = {
     "where": lambda b, g, out, xs, arg: [None, b.ap("where", xs[0], g, b.zeros(_shape(g), like=g)),
                                           b.ap("where", xs[0], b.zeros(_shape(g), like=g), g)],
     "sum": lambda b, g, out, xs, arg: [b.ap("expand", g, arg=_shape(xs[0]))],
-    "prod": lambda b, g, out, xs, arg: [b.ap("div", b.ap("mul", b.ap("expand", g, arg=_shape(xs[0])),
-                                                         b.ap("expand", out, arg=_shape(xs[0]))), xs[0])],
+    "prod": _prod_vjp,
     "rmax": lambda b, g, out, xs, arg: _reduce_extreme_vjp(b, g, out, xs, arg),
     "rmin": lambda b, g, out, xs, arg: _reduce_extreme_vjp(b, g, out, xs, arg),
     "reshape": lambda b, g, out, xs, arg: [b.ap("reshape", g, arg=_shape(xs[0]))],

@@ -6,8 +6,8 @@ atom is a variable, `x // c` or `x % c` (c a positive constant). Simplification 
 value range, so `(i*N + j) // N` becomes `i` when 0 <= j < N, and `(m//N)*N + m%N` becomes `m`:
 that is what lets the scheduler merge loops and keeps div/mod out of inner loops.
 
-Division is floor division. Codegen renders it with truncating instructions, which agree wherever a
-load is valid (indices are non-negative there); masked-off lanes never touch memory.
+Division is floor division. The simplifier keeps dividends non-negative, so codegen can use cheap
+unsigned division; where a range still admits negative values, codegen emits true floor semantics.
 """
 from __future__ import annotations
 
@@ -116,6 +116,9 @@ class Expr:
     def __sub__(self, other):
         return self + _lift(other) * -1
 
+    def __rsub__(self, other):
+        return _lift(other) - self
+
     def __mul__(self, k: int):
         assert isinstance(k, int)
         return Expr({a: c * k for a, c in self.terms}, self.const * k)
@@ -135,6 +138,9 @@ class Expr:
         kq, kr = divmod(self.const, c)
         rest = Expr(r, kr)
         quot = Expr(q, kq)
+        if rest.lo < 0:  # keep dividends non-negative: (r + m*c)//c - m == r//c
+            m = -(rest.lo // c)
+            rest, quot = rest + m * c, quot - m
         if rest.lo >= 0 and rest.hi < c:
             return quot
         if rest.lo // c == rest.hi // c:  # the remainder part spans a single quotient
@@ -156,6 +162,8 @@ class Expr:
             return const(0)
         r = {a: k % c for a, k in self.terms if k % c}
         rest = Expr(r, self.const % c)
+        if rest.lo < 0:  # (r + m*c) % c == r % c, with a non-negative dividend
+            rest = rest + (-(rest.lo // c)) * c
         if rest.lo >= 0 and rest.hi < c:
             return rest
         if len(rest.terms) == 1 and rest.terms[0][1] == 1 and isinstance(rest.terms[0][0], Mod):
@@ -188,6 +196,18 @@ class Expr:
             else:
                 out = out + (a.x.substitute(mapping) % a.c) * c
         return out
+
+    def evaluate(self, env: dict) -> int:
+        """The value at concrete variable values {name: int} (floor division, Python's %)."""
+        total = self.const
+        for a, c in self.terms:
+            if isinstance(a, Var):
+                total += c * env[a.name]
+            elif isinstance(a, FloorDiv):
+                total += c * (a.x.evaluate(env) // a.c)
+            else:
+                total += c * (a.x.evaluate(env) % a.c)
+        return total
 
     def nonlinear_in(self, v: Var) -> bool:
         """Whether v occurs inside a // or %."""

@@ -202,3 +202,17 @@ def test_integer_division_by_zero_does_not_trap():
     np.testing.assert_array_equal(q.arg.numpy(), want_q)
     np.testing.assert_array_equal(r.arg.numpy(), want_r)
     assert list(want_q[:3]) == [0, -3, -5] and list(want_r[:3]) == [0, -1, 0]
+
+
+@pytest.mark.parametrize("shape,new,arg", [
+    ((3, 2), (2, 3), ((1, -1, 2), (0, 1, 3))),      # reshape then flip rows
+    ((2, 2), (4,), ((2, -1, 3),)),                   # reshape then reversed slice
+    ((4, 3), (2, 6), ((1, -1, 2), (5, -2, 3))),      # flips with steps on both axes
+])
+def test_views_over_reshapes_index_with_floor_semantics(shape, new, arg):
+    a = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    x = Node.make("buffer", arg=Buffer.from_array(a), dtype=D.float32, shape=shape)
+    n = Node.make("slice", [Node.make("reshape", [x], new)], arg)
+    want = interpret([n])[0]
+    realize([n])
+    np.testing.assert_array_equal(n.arg.numpy().reshape(n.shape), want)

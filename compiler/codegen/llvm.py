@@ -196,11 +196,15 @@ class Renderer:
                 return self.names[self.k.bindings[a].id]
             return f"%{a.name}"
         x = self.expr(a.x)
-        unsigned = a.x.lo >= 0
-        if isinstance(a, FloorDiv):
-            return self.emit(f"{'udiv' if unsigned else 'sdiv'} i64 {x}, {a.c}")
-        assert isinstance(a, Mod)
-        return self.emit(f"{'urem' if unsigned else 'srem'} i64 {x}, {a.c}")
+        if a.x.lo >= 0:
+            return self.emit(f"{'udiv' if isinstance(a, FloorDiv) else 'urem'} i64 {x}, {a.c}")
+        # floor semantics for a dividend that may be negative: adjust truncation toward -inf
+        r = self.emit(f"srem i64 {x}, {a.c}")
+        neg = self.emit(f"icmp slt i64 {r}, 0")
+        if isinstance(a, Mod):
+            return self.emit(f"select i1 {neg}, i64 {self.emit(f'add i64 {r}, {a.c}')}, i64 {r}")
+        q = self.emit(f"sdiv i64 {x}, {a.c}")
+        return self.emit(f"select i1 {neg}, i64 {self.emit(f'sub i64 {q}, 1')}, i64 {q}")
 
     def guard(self, cons) -> str:
         acc = None
