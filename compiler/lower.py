@@ -283,7 +283,7 @@ def _const_value(value, dt: D.DType):
 
 # ---- the driver -----------------------------------------------------------------------------
 
-def lower(nests: list[list[Node]], is_input, name: str = "") -> tuple[Kernel, list[Node]]:
+def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset()) -> tuple[Kernel, list[Node]]:
     """Lower a fusion group into one kernel: one loop nest per list of same-shape outputs.
 
     The nests are independent (the scheduler guarantees it), so every nest's outermost loop is
@@ -294,7 +294,7 @@ def lower(nests: list[list[Node]], is_input, name: str = "") -> tuple[Kernel, li
     for k, outputs in enumerate(nests):
         prefix = f"n{k}_" if len(nests) > 1 else ""
         b = _lower_nest(outputs, is_input, params, prefix, nid)
-        stmts, w = _place(b)
+        stmts, w = _place(b, tolerate)
         body += stmts
         work += w
         ops += b.ops
@@ -347,7 +347,7 @@ def _build(outputs, is_input, shape, loops, params, prefix, id_base) -> _Builder
     return b
 
 
-def _place(b: _Builder) -> tuple[list, int]:
+def _place(b: _Builder, tolerate=frozenset()) -> tuple[list, int]:
     """Put each value into the shallowest loop that has all its inputs (loop-invariant code
     motion by construction), and nest every reduction's loops where its result is needed.
     Returns the nest's top-level statements and its work (innermost iterations)."""
@@ -366,7 +366,7 @@ def _place(b: _Builder) -> tuple[list, int]:
         hdepth = depth.get(home, 0)
         enclosing = path.get(home, [])
         waste = math.prod(block[v].size for v in enclosing if v not in r.deps)
-        if waste > 1:
+        if waste > 1 and id(b.reduce_node[r.id]) not in tolerate:
             node = b.reduce_node[r.id]
             raise NeedsRealize(node, f"reduction {node.op}{list(node.arg)} of {list(node.srcs[0].shape)} "
                                      f"would be recomputed {waste}x inside loops it does not depend on")

@@ -103,18 +103,24 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
     """Kernels computing `outputs`, in an order that respects their dependencies."""
     extra: dict = {}
     merge_dependent = True
+    tolerate: set = set()   # reductions that are roots already: recomputing them is unavoidable
     while True:
         templates: dict = {}
         roots = _roots(outputs, extra, templates)
         try:
-            return _group(outputs, roots, templates, merge_dependent)
+            return _group(outputs, roots, templates, merge_dependent, tolerate)
         except NeedsRealize as e:
-            if id(e.node) in roots:  # a merged root recomputed at another index: stop merging those
-                merge_dependent = False
+            if id(e.node) in roots:
+                if merge_dependent:  # a merged root recomputed at another index: stop merging
+                    merge_dependent = False
+                else:                # e.g. a sum of a broadcast value, broadcast again: accept it
+                    tolerate.add(id(e.node))
+                continue
             extra[id(e.node)] = (e.node, "recompute")
 
 
-def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: bool = True) -> list[ScheduledKernel]:
+def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: bool = True,
+           tolerate: set = frozenset()) -> list[ScheduledKernel]:
     """Merge roots into kernels. A kernel holds one loop nest per output shape; a root joins the
     current kernel unless it reads (through another kernel) something the kernel computes. Roots
     of one shape share a nest, so one of them reading another is simply fused and computed once."""
@@ -159,7 +165,8 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
         nests: dict = {}
         for n in g:
             nests.setdefault(n.shape, []).append(n)
-        kernel, inputs = lower(list(nests.values()), lambda n: n.realized or (id(n) in roots and id(n) not in ids))
+        kernel, inputs = lower(list(nests.values()), lambda n: n.realized or (id(n) in roots and id(n) not in ids),
+                               tolerate=tolerate)
         out.append(ScheduledKernel(g, kernel, inputs, [roots[id(n)][1] for n in g]))
     return out
 

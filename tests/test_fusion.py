@@ -137,3 +137,11 @@ def test_updates_of_many_differently_shaped_tensors_run_in_one_kernel():
     for p, g, got in zip(ps, gs, new_p):
         m, v = 0.1 * g, 0.001 * g * g
         np.testing.assert_allclose(got.numpy(), p - 0.01 * m / (np.sqrt(v) + 1e-8), rtol=1e-5, atol=1e-6)
+
+
+def test_sum_of_a_broadcast_value_broadcast_again_terminates():
+    # ones @ w rewrites to a sum over an expanded w that is itself broadcast over rows: the
+    # reduction cannot avoid recomputation, and the scheduler must accept that rather than loop
+    w = rng.standard_normal((3, 4), dtype=np.float32)
+    got = ember.ones(30, 3).matmul(ember.tensor(w)).numpy()
+    np.testing.assert_allclose(got, np.ones((30, 3), np.float32) @ w, rtol=1e-6)
