@@ -25,3 +25,6 @@ float16, bfloat16, float32, float64 = _D.float16, _D.bfloat16, _D.float32, _D.fl
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 
 __version__ = "0.1.0"
+from . import nn  # noqa: E402
+from . import optim, utils  # noqa: E402
+from .serialization import save, load  # noqa: E402

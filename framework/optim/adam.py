@@ -1,0 +1,66 @@
+"""Adam and AdamW (torch.optim.Adam, torch.optim.AdamW), with amsgrad and maximize."""
+from __future__ import annotations
+
+from .optimizer import Optimizer, _check_nonneg, _lerp
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's update (bias corrections computed on the host each step, entering the
+    graph as 0-dim buffers so every step reuses one compiled plan):
+
+        m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g   (amsgrad: vmax = max(vmax, v))
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    `weight_decay` adds `weight_decay * p` to the gradient (L2); with `decoupled_weight_decay=True`
+    (AdamW) it scales p by `1 - lr * weight_decay` instead.
+
+    >>> opt = ember.optim.Adam(model.parameters(), lr=1e-3)
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, foreach=None, maximize: bool = False,
+                 capturable: bool = False, differentiable: bool = False, fused=None,
+                 decoupled_weight_decay: bool = False):
+        _check_nonneg(lr=lr, epsilon=eps, weight_decay=weight_decay)
+        for i, b in enumerate(betas):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {b}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach, capturable=capturable,
+                                      differentiable=differentiable, fused=fused,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, group, p, grad, state, sc):
+        g = -grad if group["maximize"] else grad
+        beta1, beta2 = group["betas"]
+        lr, wd = group["lr"], group["weight_decay"]
+        step, step_t = self._next_step(state, p)
+        if wd != 0:
+            if group["decoupled_weight_decay"]:
+                p = p * sc.scalar("1-lr*wd", 1 - lr * wd, p)
+            else:
+                g = g + wd * p
+        m = _lerp(self._state(state, "exp_avg", p, sc), g, 1 - beta1, sc)
+        v = self._state(state, "exp_avg_sq", p, sc) * sc.scalar("beta2", beta2, p) \
+            + sc.scalar("1-beta2", 1 - beta2, p) * g * g
+        new_state = {"step": step_t, "exp_avg": m, "exp_avg_sq": v}
+        if group["amsgrad"]:
+            v = new_state["max_exp_avg_sq"] = self._state(state, "max_exp_avg_sq", p, sc).maximum(v)
+        bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+        denom = v.sqrt() / sc.scalar("sqrt(bc2)", bc2 ** 0.5, p) + group["eps"]
+        return p + sc.scalar("-lr/bc1", -(lr / bc1), p) * m / denom, new_state
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 1e-2): p is scaled by 1 - lr * weight_decay.
+
+    >>> opt = ember.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False, foreach=None,
+                 capturable: bool = False, differentiable: bool = False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
+
