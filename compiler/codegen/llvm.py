@@ -281,7 +281,8 @@ class Renderer:
             y = self.emit(f"{'fptoui' if dst.kind == 'u' else 'fptosi'} {ts} {x} to {td}")
             return self.emit(f"freeze {td} {y}")  # NaN/out-of-range: unspecified but not poison
         if cd.is_float:
-            return self.emit(f"{'uitofp' if src.kind in 'ub' else 'sitofp'} {ts} {x} to {td}")
+            x = self.emit(f"{'uitofp' if src.kind in 'ub' else 'sitofp'} {ts} {x} to {td}")
+            return self.widen(self.narrow(x, dst), dst) if dst in (D.float16, D.bfloat16) else x
         if cs.bits == cd.bits:
             return x
         if cs.bits > cd.bits:
