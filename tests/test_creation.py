@@ -58,7 +58,7 @@ def test_tensor_from_tensors_and_copies():
 def test_ragged_data_raises_like_torch(bad):
     with pytest.raises((TypeError, ValueError)) as want:
         torch.tensor(bad)
-    with pytest.raises(want.type, match="expected sequence of length" if want.type is ValueError else ""):
+    with pytest.raises(want.type, match="expected sequence of length" if want.type is ValueError else None):
         ember.tensor(bad)
 
 
@@ -172,10 +172,12 @@ numbers = st.one_of(st.integers(-50, 50), st.floats(-50, 50, allow_nan=False).ma
        dtype=st.sampled_from([None, ember.float64, ember.int64, ember.int32, ember.float32]))
 def test_arange_matches_torch(start, end, step, dtype):
     tdt = None if dtype is None else torch_dtype(dtype)
+    # torch.arange(0, 5, 0.4, dtype=int32) steps by int(0.4) = 0 without complaint; ember raises
+    assume(not (dtype is ember.int32 and int(step) == 0))
     try:
         want = torch.arange(start, end, step, dtype=tdt)
-    except RuntimeError:
-        with pytest.raises(RuntimeError):
+    except (RuntimeError, ValueError) as e:
+        with pytest.raises(type(e)):
             ember.arange(start, end, step, dtype=dtype)
         return
     assume(want.numel() < 5000)
