@@ -11,7 +11,6 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 from . import debug
 from .buffer import Buffer
@@ -146,9 +145,18 @@ def run(outputs: list[Node]) -> None:
     cached = plan is not None
     if plan is None:
         plan = _plans[key] = build_plan(outputs, leaves)
+    results = execute(plan, [n.arg for n in leaves])
+    for node, buf in zip(outputs, results):
+        node.become_buffer(buf)
+    debug.record_realize(plan, cached, time.perf_counter() - t0)
+
+
+def execute(plan: Plan, leaf_bufs: list) -> list:
+    """Run a plan's kernels on the given input buffers; returns the buffers of its outputs.
+
+    This is all a replay costs: no graph, no scheduling (ember.compile calls it directly)."""
     device = "cpu"
     bufs: list = [None] * len(plan.tmps)
-    leaf_bufs = [n.arg for n in leaves]
     recording = debug.active()
     for st in plan.steps:
         for t in st.out_tmps:  # allocated when first written, released after the last read
@@ -164,9 +172,7 @@ def run(outputs: list[Node]) -> None:
             cpu.launch(st.fn, ptrs, st.work)
         for t in st.free_after:
             bufs[t] = None
-    for node, (src, i) in zip(outputs, plan.outputs):
-        node.become_buffer(bufs[i] if src == "tmp" else leaf_bufs[i])
-    debug.record_realize(plan, cached, time.perf_counter() - t0)
+    return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "structure_key", "compile_kernel", "np"]
+__all__ = ["run", "execute", "build_plan", "structure_key", "compile_kernel"]
