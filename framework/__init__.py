@@ -28,3 +28,4 @@ __version__ = "0.1.0"
 from . import nn  # noqa: E402
 from . import optim, utils  # noqa: E402
 from .serialization import save, load  # noqa: E402
+from .compile import compile  # noqa: E402,A001  (PyTorch's name)

@@ -156,6 +156,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """Accumulate d(tensors)/d(leaf) into each leaf's `.grad` (lazily: nothing runs here)."""
     outputs, gs = _check_outputs(tensors, grad_tensors)
     retain = create_graph if retain_graph is None else retain_graph
+    from . import pending   # the loss is computed with the step that uses these gradients
+    pending.defer(*outputs)
     if inputs is not None:
         inputs = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
         res = _run(outputs, gs, create_graph, retain, targets=[t._ctx for t in inputs])

@@ -29,6 +29,7 @@ import numpy as np
 
 from ember.compiler import Buffer, Node, dtypes as D
 
+from . import tracing
 from .errors import ShapeError
 from .ops_movement import _cast, _full, _iota, _slice_axis, _where, expand, permute, reshape
 from .tensor import Tensor, broadcast_shapes
@@ -50,7 +51,19 @@ def _host(t: Tensor) -> np.ndarray:
     return t._value()  # realizes a lazy index tensor: its values decide validity (and mask shapes)
 
 
-def _check_range(vals: np.ndarray, n: int, dim: int, negative_ok: bool = True, err=IndexError) -> None:
+def _host_for_check(t: Tensor) -> np.ndarray | None:
+    """Index values for a validity check, or None inside an ember.compile trace where they are not
+    known yet: the check is skipped (the gather primitive clamps) and both signs are handled."""
+    if tracing.current is not None and not t.node.realized:
+        return None
+    return _host(t)
+
+
+def _check_range(vals: np.ndarray | None, n: int, dim: int, negative_ok: bool = True, err=IndexError) -> None:
+    if vals is None:
+        return
+
+
     lo = -n if negative_ok else 0
     bad = (vals < lo) | (vals >= n)
     if bad.any():
@@ -144,10 +157,10 @@ def _plan(x: Tensor, index) -> _Plan:
             plan.shape.append(size)
             d += 1
         elif kind == "tensor":
-            vals = _host(val)
+            vals = _host_for_check(val)
             _check_range(vals, shape[d], d)
             plan.arg.append((0, 1, shape[d]))
-            plan.adv.append((len(plan.shape), val, bool((vals < 0).any())))
+            plan.adv.append((len(plan.shape), val, vals is None or bool((vals < 0).any())))
             plan.shape.append(shape[d])
             d += 1
         else:  # mask over val.ndim dims: its nonzero positions index them
@@ -385,7 +398,7 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
             raise ShapeError(f"Size does not match at dimension {k} expected index {list(index.shape)} to be "
                              f"no larger than self {list(input.shape)} apart from dimension {d}")
     if index.numel():
-        _check_range(_host(index), input.node.shape[d], d, negative_ok=False, err=IndexRangeError)
+        _check_range(_host_for_check(index), input.node.shape[d], d, negative_ok=False, err=IndexRangeError)
     src = input
     for k, n in enumerate(index.node.shape):
         if k != d:
@@ -408,7 +421,7 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     index = reshape(index, (-1,))
     n, k = input.node.shape[d], index.node.shape[0]
     if k:
-        _check_range(_host(index), n, d, negative_ok=False, err=IndexRangeError)
+        _check_range(_host_for_check(index), n, d, negative_ok=False, err=IndexRangeError)
     shape = input.node.shape[:d] + (k,) + input.node.shape[d + 1:]
     if n == 0 or k == 0:
         return _full(0, input.dtype, shape, input.device)
@@ -430,12 +443,12 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
     ishape[d] = jshape[d] = 1
     common = broadcast_shapes(ishape, jshape)
     n = input.node.shape[d]
-    vals = _host(indices)
+    vals = _host_for_check(indices)
     _check_range(vals, n, d, err=IndexRangeError)
     src = expand(input, tuple(n if i == d else s for i, s in enumerate(common)))
     idx = expand(indices, tuple(indices.node.shape[d] if i == d else s for i, s in enumerate(common)))
     idx = _cast(idx, D.int64)
-    if (vals < 0).any():
+    if vals is None or (vals < 0).any():
         zero = _full(0, D.int64, idx.shape, idx.device)
         idx = _where(idx._apply("cmplt", zero), idx._apply("add", _full(n, D.int64, idx.shape, idx.device)), idx)
     return src._apply("gather", idx, arg=d)

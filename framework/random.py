@@ -17,10 +17,11 @@ import os
 
 import numpy as np
 
-from ember.compiler import Buffer, Node, dtypes as D
+from ember.compiler import Node, dtypes as D
 from ember.compiler.ir import const
 
 from .tensor import Tensor
+from .tracing import host_input
 
 # Philox4x32 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11)
 PHILOX_M = (0xD2511F53, 0xCD9E8D57)
@@ -104,9 +105,8 @@ def philox4x32(ctr: list[Tensor], key: list[Tensor], rounds: int = ROUNDS) -> li
 
 def random_bits(n: int, device: str = "cpu") -> list[Tensor]:
     """Four independent uint32 tensors of shape (n,), consuming n counters of the global state."""
-    seed, offset = _take(n)
-    state = Buffer.from_array(np.array([seed, offset], dtype=np.uint64))
-    state = Tensor._wrap(Node.make("buffer", arg=state, dtype=D.uint64, shape=(2,)), device)
+    # a host input: under ember.compile, every replay takes its own counters again
+    state = host_input("random", lambda: _take(n), D.uint64, (2,), device)
 
     def word(i: int) -> Tensor:  # state[i] broadcast to (n,)
         return state._apply("slice", arg=((i, 1, 1),))._apply("expand", arg=(n,))

@@ -16,6 +16,7 @@ from ember.compiler import Buffer, Node, dtypes as D, realize as _realize
 from ember.compiler.ir import expand_to
 
 from . import autograd as _autograd
+from . import tracing as _tracing
 from .errors import ShapeError
 
 _DEFAULT_FLOAT = [D.float32]
@@ -177,6 +178,8 @@ class Tensor:
 
     def _value(self) -> np.ndarray:
         if self.node.op != "buffer":
+            if _tracing.current is not None:
+                raise _tracing.value_read_error("reading a computed value (.item(), .numpy(), bool(), print)")
             _realize([self.node])  # the node becomes a buffer leaf in place
         return self.node.arg.numpy().reshape(self.node.shape)
 
@@ -295,6 +298,8 @@ def _const_node(value, dt: D.DType) -> Node:
 
 def realize(*tensors: Tensor) -> None:
     """Compute several tensors together (their kernels are scheduled and fused as one program)."""
+    if _tracing.current is not None:   # ember.compile realizes everything at the end of the trace
+        return
     _realize([t.node for t in tensors if t.node.op != "buffer"])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ember.compiler import dtypes as D
 
+from .. import tracing as _tracing
 from ..autograd_mode import no_grad
 from ..tensor import Size, Tensor, _canon_device
 from .parameter import Parameter
@@ -509,6 +510,8 @@ class Module:
         return h
 
     def __call__(self, *args, **kwargs):
+        if _tracing.current is not None:   # ember.compile guards on the train/eval mode of what ran
+            _tracing.note_module(self)
         for hid, hook in list(self._forward_pre_hooks.items()):
             if hid in self._forward_pre_hooks_with_kwargs:
                 result = hook(self, args, kwargs)

@@ -14,7 +14,7 @@ from ..autograd_mode import no_grad
 from ..creation import ones, tensor as _tensor_from, zeros
 from ..errors import ShapeError
 from ..tensor import Tensor
-from . import _pending
+from .. import pending as _pending
 from .module import Module
 from .parameter import Parameter
 

@@ -1,6 +1,10 @@
 """Adagrad (torch.optim.Adagrad): learning-rate decay, initial accumulator value, weight decay."""
 from __future__ import annotations
 
+from ember.compiler import dtypes as D
+from ember.compiler.ir import const
+
+from ..tensor import Tensor
 from .optimizer import Optimizer, _check_nonneg, _scalar_tensor, _step_dtype
 
 
@@ -33,9 +37,15 @@ class Adagrad(Optimizer):
 
     def _update(self, group, p, grad, state, sc):
         g = -grad if group["maximize"] else grad
-        step, step_t = self._next_step(state, p)
+        step_t = self._next_step(state, p)
         if group["weight_decay"] != 0:
             g = g + group["weight_decay"] * p
-        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        # clr = lr / (1 + (step - 1) * lr_decay), in float64 in the graph, from the stored step count
+        # (step - 1) rather than the new one this kernel writes
+        s64 = state["step"]._apply("cast", arg=D.float64)
+        decay = sc.host(group, "lr_decay", lambda gr: gr["lr_decay"], p, D.float64)
+        one = Tensor._wrap(const(1.0, D.float64), s64.device)
+        den = one._apply("add", s64._apply("mul", decay))
+        clr = sc.host(group, "lr", lambda gr: gr["lr"], p, D.float64)._apply("div", den)._apply("neg")
         s = sc.wrap(state["sum"]) + 1.0 * g * g
-        return p + sc.scalar("-clr", -clr, p) * g / (s.sqrt() + group["eps"]), {"step": step_t, "sum": s}
+        return p + sc.expand(clr, p) * g / (s.sqrt() + group["eps"]), {"step": step_t, "sum": s}

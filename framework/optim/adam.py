@@ -1,12 +1,12 @@
 """Adam and AdamW (torch.optim.Adam, torch.optim.AdamW), with amsgrad and maximize."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, _check_nonneg, _lerp
+from .optimizer import Optimizer, _bias_correction, _check_nonneg, _lerp
 
 
 class Adam(Optimizer):
-    """Adam with PyTorch's update (bias corrections computed on the host each step, entering the
-    graph as 0-dim buffers so every step reuses one compiled plan):
+    """Adam with PyTorch's update (the step count and bias corrections are computed in the graph, the
+    learning rate and betas enter it as 0-dim host inputs, so every step reuses one compiled plan):
 
         m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g   (amsgrad: vmax = max(vmax, v))
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
@@ -31,24 +31,27 @@ class Adam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def _update(self, group, p, grad, state, sc):
+        from ember.compiler import dtypes as D
         g = -grad if group["maximize"] else grad
-        beta1, beta2 = group["betas"]
-        lr, wd = group["lr"], group["weight_decay"]
-        step, step_t = self._next_step(state, p)
+        wd = group["weight_decay"]
+        step = self._next_step(state, p)
         if wd != 0:
             if group["decoupled_weight_decay"]:
-                p = p * sc.scalar("1-lr*wd", 1 - lr * wd, p)
+                p = p * sc.scalar(group, "1-lr*wd", lambda gr: 1 - gr["lr"] * gr["weight_decay"], p)
             else:
                 g = g + wd * p
-        m = _lerp(self._state(state, "exp_avg", p, sc), g, 1 - beta1, sc)
-        v = self._state(state, "exp_avg_sq", p, sc) * sc.scalar("beta2", beta2, p) \
-            + sc.scalar("1-beta2", 1 - beta2, p) * g * g
-        new_state = {"step": step_t, "exp_avg": m, "exp_avg_sq": v}
+        m = _lerp(self._state(state, "exp_avg", p, sc), g, group, "1-beta1", lambda gr: 1 - gr["betas"][0], sc)
+        v = self._state(state, "exp_avg_sq", p, sc) * sc.scalar(group, "beta2", lambda gr: gr["betas"][1], p) \
+            + sc.scalar(group, "1-beta2", lambda gr: 1 - gr["betas"][1], p) * g * g
+        new_state = {"step": step, "exp_avg": m, "exp_avg_sq": v}
         if group["amsgrad"]:
             v = new_state["max_exp_avg_sq"] = self._state(state, "max_exp_avg_sq", p, sc).maximum(v)
-        bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
-        denom = v.sqrt() / sc.scalar("sqrt(bc2)", bc2 ** 0.5, p) + group["eps"]
-        return p + sc.scalar("-lr/bc1", -(lr / bc1), p) * m / denom, new_state
+        bc1 = _bias_correction(group, "beta1", lambda gr: gr["betas"][0], state, p, sc)
+        bc2 = _bias_correction(group, "beta2", lambda gr: gr["betas"][1], state, p, sc)
+        lr = sc.host(group, "lr", lambda gr: gr["lr"], p, D.float64)
+        step_size = lr._apply("div", bc1)._apply("neg")
+        denom = v.sqrt() / sc.expand(bc2._apply("sqrt"), p) + group["eps"]
+        return p + sc.expand(step_size, p) * m / denom, new_state
 
 
 class AdamW(Adam):

@@ -29,8 +29,10 @@ import numpy as np
 from ember.compiler import Buffer, Node
 from ember.compiler.ir import const, expand_to
 
+from .. import pending
 from ..autograd_mode import enable_grad, no_grad
 from ..tensor import Tensor, realize
+from ..tracing import host_input
 
 __all__ = ["Optimizer", "required"]
 
@@ -101,23 +103,35 @@ class _Expr:
 class _Scalars:
     """Per-step source of the scalars in update formulas, expanded to a parameter's shape.
 
-    `scalar(role, value, like)`: a step-dependent value (lr, momentum, bias corrections) as a 0-dim
-    BUFFER: the compiled plan is keyed by graph structure with buffers abstracted to dtype and shape,
-    so a new value each step reuses the plan. One buffer per (role, value, dtype) is shared by all
-    parameters. `const(value, like)`: a fixed hyperparameter (eps, weight decay) as a constant,
-    which the compiler may fold."""
+    `scalar(group, role, fn, like)`: a value the host computes from the param group (lr, momentum,
+    betas) as a 0-dim BUFFER, `fn(group)`: the compiled plan is keyed by graph structure with buffers
+    abstracted to dtype and shape, so a new learning rate reuses the plan, and under ember.compile it
+    is a host input that every replay reads again from the group. One buffer per (group, role, dtype)
+    is shared by all parameters. `const(value, like)`: a fixed hyperparameter (eps, weight decay) as
+    a constant, which the compiler may fold."""
 
     def __init__(self):
         self._buffers: dict = {}
         self._expanded: dict = {}
 
-    def scalar(self, role: str, value: float, like: "_Expr") -> _Expr:
+    def host(self, group: dict, role: str, fn, like: "_Expr", dtype=None) -> Tensor:
+        """The 0-dim tensor `fn(group)` (dtype: the parameter's unless given)."""
         t = like.t
-        key = (role, float(value), t.dtype, t.device)
-        buf = self._buffers.get(key)
-        if buf is None:
-            buf = self._buffers[key] = _scalar_tensor(value, t.dtype, t.device)
-        return _Expr(self._expand(key, buf.node, t), self)
+        dtype = dtype or t.dtype
+        key = (role, id(group), dtype, t.device)
+        out = self._buffers.get(key)
+        if out is None:
+            out = self._buffers[key] = host_input(role, lambda: fn(group), dtype, (), t.device)
+        return out
+
+    def scalar(self, group: dict, role: str, fn, like: "_Expr") -> _Expr:
+        return self.expand(self.host(group, role, fn, like), like)
+
+    def expand(self, t0: Tensor, like: "_Expr") -> _Expr:
+        """A 0-dim tensor as an operand of `like`'s shape (cast to its dtype)."""
+        if t0.dtype is not like.t.dtype:
+            t0 = t0._apply("cast", arg=like.t.dtype)
+        return _Expr(self._expand((id(t0.node),), t0.node, like.t), self)
 
     def const(self, value, t: Tensor) -> Tensor:
         return self._expand(("const", float(value), t.dtype), None, t, value)
@@ -263,7 +277,8 @@ class Optimizer:
         # grow a graph that recomputes every earlier step.
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None] \
             if self.realize_grads else []
-        realize(*targets, *grads)
+        # with the step's other values: the loss backward() started from, BatchNorm statistics
+        realize(*targets, *grads, *pending.take())
         return loss
 
     def _update(self, group: dict, p: _Expr, grad: _Expr, state: dict, sc: _Scalars):
@@ -277,10 +292,13 @@ class Optimizer:
         return sc.wrap(t) if t is not None else sc.zeros(p)
 
     @staticmethod
-    def _next_step(state: dict, p: _Expr) -> tuple[float, Tensor]:
-        """Advance the per-parameter step count (a float32 0-dim tensor, as PyTorch keeps it)."""
-        step = float(state["step"]) + 1.0 if "step" in state else 1.0
-        return step, _scalar_tensor(step, _step_dtype(), p.t.device)
+    def _next_step(state: dict, p: _Expr) -> Tensor:
+        """The advanced per-parameter step count (a 0-dim tensor, as PyTorch keeps it), computed in
+        the graph so a compiled step needs no host read of it."""
+        old = state.get("step")
+        if old is None:
+            return _scalar_tensor(1.0, _step_dtype(), p.t.device)
+        return old._apply("add", Tensor._wrap(const(1, old.dtype), old.device))
 
     # -- state_dict ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -355,12 +373,29 @@ def _check_nonneg(**values) -> None:
             raise ValueError(f"Invalid {names[k]}: {v}")
 
 
-def _lerp(start: _Expr, end: _Expr, weight: float, sc: _Scalars) -> _Expr:
-    """start + weight * (end - start), with PyTorch's two formulas (exact at weight 0 and 1)."""
+def _lerp(start: _Expr, end: _Expr, group: dict, role: str, weight_fn, sc: _Scalars) -> _Expr:
+    """start + weight * (end - start), with PyTorch's two formulas (exact at weight 0 and 1);
+    weight = weight_fn(group)."""
+    weight = weight_fn(group)
     if abs(weight) < 0.5:
-        return start + sc.scalar("lerp_w", weight, start) * (end - start)
-    w = float(np.array(weight, dtype=start.t.dtype.np))
-    return end - (end - start) * sc.scalar("lerp_1-w", 1 - w, start)
+        return start + sc.scalar(group, role, weight_fn, start) * (end - start)
+    dt = start.t.dtype.np
+    return end - (end - start) * sc.scalar(group, "1-" + role, lambda g: 1 - float(np.array(weight_fn(g), dtype=dt)),
+                                           start)
+
+
+def _bias_correction(group: dict, role: str, beta_fn, state: dict, like: _Expr, sc: _Scalars) -> Tensor:
+    """1 - beta ** step for the step being taken, as a 0-dim float64 tensor computed in the graph
+    (PyTorch computes it in float64 on the host). Written as 1 - beta * beta ** old_step so it reads
+    the stored step count rather than the new one, which this same kernel writes."""
+    from ember.compiler import dtypes as D
+    beta = sc.host(group, role, beta_fn, like, D.float64)
+    one = Tensor._wrap(const(1.0, D.float64), beta.device)
+    power = beta
+    old = state.get("step")
+    if old is not None:
+        power = beta._apply("mul", beta._apply("pow", old._apply("cast", arg=D.float64)))
+    return one._apply("add", power._apply("neg"))
 
 
 def _typename(x) -> str:

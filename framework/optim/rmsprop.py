@@ -24,21 +24,21 @@ class RMSprop(Optimizer):
 
     def _update(self, group, p, grad, state, sc):
         g = -grad if group["maximize"] else grad
-        step, step_t = self._next_step(state, p)
+        step_t = self._next_step(state, p)
         if group["weight_decay"] != 0:
             g = g + group["weight_decay"] * p
         alpha = group["alpha"]
         sq = self._state(state, "square_avg", p, sc) * alpha + (1 - alpha) * g * g
         new_state = {"step": step_t, "square_avg": sq}
         if group["centered"]:
-            ga = new_state["grad_avg"] = _lerp(self._state(state, "grad_avg", p, sc), g, 1 - alpha, sc)
+            ga = new_state["grad_avg"] = _lerp(self._state(state, "grad_avg", p, sc), g, group, "1-alpha", lambda gr: 1 - gr["alpha"], sc)
             avg = (sq + -1.0 * ga * ga).sqrt()
         else:
             avg = sq.sqrt()
         avg = avg + group["eps"]
-        lr = sc.scalar("-lr", -group["lr"], p)
+        lr = sc.scalar(group, "-lr", lambda gr: -gr["lr"], p)
         if group["momentum"] > 0:
-            buf = self._state(state, "momentum_buffer", p, sc) * sc.scalar("momentum", group["momentum"], p) + g / avg
+            buf = self._state(state, "momentum_buffer", p, sc) * sc.scalar(group, "momentum", lambda gr: gr["momentum"], p) + g / avg
             new_state["momentum_buffer"] = buf
             return p + lr * buf, new_state
         return p + lr * g / avg, new_state

@@ -30,9 +30,9 @@ class SGD(Optimizer):
         new_state = {}
         momentum = group["momentum"]
         if momentum != 0:
-            m = sc.scalar("momentum", momentum, p)
+            m = sc.scalar(group, "momentum", lambda gr: gr["momentum"], p)
             buf = state.get("momentum_buffer")
             buf = g if buf is None else sc.wrap(buf) * m + (1 - group["dampening"]) * g
             new_state["momentum_buffer"] = buf
             g = g + m * buf if group["nesterov"] else buf
-        return p + sc.scalar("-lr", -group["lr"], p) * g, new_state
+        return p + sc.scalar(group, "-lr", lambda gr: -gr["lr"], p) * g, new_state

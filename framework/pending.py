@@ -1,8 +1,10 @@
-"""Module state updated lazily outside any optimizer: BatchNorm's running statistics.
+"""Values a training step computes on the side, to be realized with the step's other work.
 
-Each training step rebinds such a buffer to a small lazy graph (0.9 * old + 0.1 * batch mean). It
-should be computed together with the step's other work (the optimizer's realize), not on its own:
-on its own it would re-run the forward pass up to that layer. Modules record those buffers here;
+BatchNorm's running statistics: each training step rebinds such a buffer to a small lazy graph
+(0.9 * old + 0.1 * batch mean). The loss a `backward()` started from: the user reads it after
+`optimizer.step()` (`loss.item()`). Each should be computed together with the step's other work
+(the optimizer's realize), not on its own: on its own it would re-run the forward pass up to that
+point, as the forward's intermediate values are gone by then. They are recorded here;
 `take()` hands them to whoever realizes next (optimizer.step), and `settle()` is the fallback a
 module calls before building the next update, so no chain outlives one step.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 
-from ..tensor import Tensor, realize
+from .tensor import Tensor, realize
 
 _pending: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
 

@@ -1,0 +1,213 @@
+"""Training-step benchmarks: one optimizer step of a model, eager-looking and compiled.
+
+    .venv/bin/python -m benchmarks.training                 # all models
+    .venv/bin/python -m benchmarks.training --only mlp      # a subset
+    .venv/bin/python -m benchmarks.training --write         # also record the table in RESULTS.md
+
+Each framework trains the same model from the same initial weights on the same batches; the table
+shows the median step time after warm-up (each step ends with its loss read to the host, as a
+training loop that logs the loss does), ratios against ember.compile, and a check that the
+losses of the first steps agree with PyTorch's. Columns: PyTorch eager, torch.compile, ember
+eager (graph built every step, plans cached by structure), ember.compile (replay).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .harness import cpu_count
+
+
+@dataclass
+class Model:
+    name: str
+    describe: str
+    build: Callable            # (nn, seed_weights) -> (model, optimizer, loss_fn); nn is torch.nn or ember.nn
+    batches: Callable          # (n, quick) -> list of (x, y) numpy batches
+    targets: tuple = ()        # (peer column, min speedup of ember.compile over it)
+    tol: float = 1e-4          # relative agreement of the first losses with PyTorch
+
+
+def _mlp_build(lib, quick):
+    nn, optim = lib.nn, lib.optim
+    d = (784, 128, 128, 10) if quick else (784, 512, 512, 10)
+    model = nn.Sequential(nn.Linear(d[0], d[1]), nn.ReLU(), nn.Linear(d[1], d[2]), nn.ReLU(), nn.Linear(d[2], d[3]))
+    return model, optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
+
+
+def _mlp_batches(n, quick):
+    rng = np.random.default_rng(0)
+    b = 32 if quick else 256
+    return [(rng.standard_normal((b, 784)).astype(np.float32), rng.integers(0, 10, b)) for _ in range(n)]
+
+
+def _gpt_build(lib, quick):
+    nn, optim = lib.nn, lib.optim
+    d, heads, ctx, vocab, layers = 128, 4, 64, 256, 2
+
+    class TinyGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(vocab, d)
+            self.pos = nn.Embedding(ctx, d)
+            layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.blocks = nn.TransformerEncoder(layer, layers)
+            self.ln = nn.LayerNorm(d)
+            self.head = nn.Linear(d, vocab)
+            self.register_buffer("mask", lib.triu(lib.full((ctx, ctx), float("-inf")), diagonal=1))
+
+        def forward(self, idx):
+            pos = lib.arange(idx.shape[1])
+            h = self.blocks(self.tok(idx) + self.pos(pos), mask=self.mask)
+            return self.head(self.ln(h))
+
+    model = TinyGPT()
+    return model, optim.AdamW(model.parameters(), lr=1e-3), _SeqLoss(nn.CrossEntropyLoss(), vocab)
+
+
+class _SeqLoss:
+    def __init__(self, loss, vocab):
+        self.loss, self.vocab = loss, vocab
+
+    def __call__(self, logits, y):
+        return self.loss(logits.reshape(-1, self.vocab), y.reshape(-1))
+
+
+def _gpt_batches(n, quick):
+    rng = np.random.default_rng(0)
+    b = 4 if quick else 16
+    return [(rng.integers(0, 256, (b, 64)), rng.integers(0, 256, (b, 64))) for _ in range(n)]
+
+
+MODELS = (
+    Model("mlp", "MLP 784-512-512-10, ReLU, batch 256, cross-entropy, Adam", _mlp_build, _mlp_batches,
+          targets=(("torch", 1.2), ("torch.compile", 1.0))),
+    Model("tinygpt", "GPT: 2 pre-norm layers, d_model 128, 4 heads, context 64, vocab 256, batch 16, AdamW",
+          _gpt_build, _gpt_batches, targets=(("torch", 1.0),), tol=1e-3),
+)
+
+
+def _copy_weights(src, dst) -> None:
+    """PyTorch model weights -> ember model (same names, same layouts)."""
+    import ember
+    sd = {k: ember.tensor(v.detach().numpy().copy()) for k, v in src.state_dict().items()}
+    dst.load_state_dict(sd)
+
+
+def _run(framework: str, model_def: Model, batches, steps: int, quick: bool):
+    """Per-step times and the losses of the first steps."""
+    import torch
+    torch.manual_seed(0)
+    tmodel, topt, tloss = model_def.build(torch, quick)
+    if framework.startswith("torch"):
+        model, opt, loss_fn, lib = tmodel, topt, tloss, torch
+        conv = lambda a: torch.from_numpy(a)
+    else:
+        import ember
+        lib = ember
+        ember.manual_seed(0)
+        model, opt, loss_fn = model_def.build(ember, quick)
+        _copy_weights(tmodel, model)
+        conv = lambda a: ember.tensor(a)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if framework == "torch.compile":
+        step = torch.compile(step)
+    elif framework == "ember.compile":
+        step = lib.compile(step)
+    data = [(conv(x), conv(y)) for x, y in batches]
+    times, losses = [], []
+    t_first = None
+    for i in range(steps):
+        x, y = data[i % len(data)]
+        t0 = time.perf_counter()
+        loss = float(step(x, y).item())
+        dt = time.perf_counter() - t0
+        if t_first is None:
+            t_first = dt
+        times.append(dt)
+        losses.append(loss)
+    return times, losses, t_first
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", help="model names")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--frameworks", nargs="*", default=["torch", "torch.compile", "ember", "ember.compile"])
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(cpu_count())
+    load = __import__("os").getloadavg()[0]
+    print(f"threads: {cpu_count()}, load average {load:.2f}" + ("  (WARNING: machine busy)" if load > 0.5 else ""))
+    rows = []
+    for m in MODELS:
+        if args.only and m.name not in args.only:
+            continue
+        batches = m.batches(8, args.quick)
+        res = {}
+        for fw in args.frameworks:
+            print(f"{m.name} / {fw} ...", flush=True)
+            try:
+                times, losses, first = _run(fw, m, batches, args.steps + args.warmup, args.quick)
+                res[fw] = (statistics.median(times[args.warmup:]), first, losses)
+            except Exception as e:  # a framework that fails gets its error in its row
+                res[fw] = (None, None, repr(e)[:120])
+        ref = res.get("torch", (None, None, None))[2]
+        for fw, (med, first, losses) in res.items():
+            if med is None:
+                rows.append((m, fw, None, None, None, f"error: {losses}"))
+                continue
+            check = ""
+            if isinstance(ref, list):
+                k = 5
+                err = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(losses[:k], ref[:k]))
+                check = f"first {k} losses within {err:.1e} of torch" + ("" if err <= m.tol else " MISMATCH")
+            rows.append((m, fw, med, first, res.get("ember.compile", (None,))[0], check))
+    lines = ["| model | framework | median step | ember.compile speedup | first step | check |", "|---|---|---|---|---|---|"]
+    for m, fw, med, first, ec, check in rows:
+        if med is None:
+            lines.append(f"| {m.name} | {fw} |  |  |  | {check} |")
+            continue
+        sp = f"{med / ec:.2f}x" if ec and fw != "ember.compile" else ""
+        lines.append(f"| {m.name} | {fw} | {med * 1e3:.2f} ms | {sp} | {first * 1e3:.0f} ms | {check} |")
+    print("\n" + "\n".join(lines))
+    verdicts = []
+    for m in MODELS:
+        ec = next((r[2] for r in rows if r[0] is m and r[1] == "ember.compile"), None)
+        for peer, need in m.targets:
+            pt = next((r[2] for r in rows if r[0] is m and r[1] == peer), None)
+            if ec and pt:
+                sp = pt / ec
+                verdicts.append(f"- {m.name}: ember.compile >= {need:g}x {peer}: {sp:.2f}x {'PASS' if sp >= need else 'FAIL'}")
+    print("\nTargets:\n" + "\n".join(verdicts))
+    if args.write:
+        import shlex
+        from .harness import machine_facts
+        from .run import section, write_results
+        if args.quick:
+            print("--write records full-size runs only")
+            return 1
+        command = " ".join([".venv/bin/python", "-m", "benchmarks.training"] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
+        write_results(section(machine_facts(cpu_count(), f"{load:.2f}"), command, "\n".join(lines), verdicts))
+        print("wrote a results section to benchmarks/RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""ember.compile: trace a step once, then replay its kernels with no per-op Python work.
+
+How a call runs:
+
+1. A guard key is built from the arguments (tensor shapes, dtypes, devices, requires_grad; Python
+   scalars by value; other objects by identity). Each key has its own variant.
+2. Tracing: the function runs normally but nothing is realized (ember is lazy anyway; realize calls
+   are deferred while `tracing.current` is set). When it returns, the trace's *results* are every
+   tensor whose value the call changed and that is still alive: parameters and optimizer state
+   rebound in place, new `.grad`s, BatchNorm statistics, the returned tensors. Their graphs become one
+   plan (compiler.realize.build_plan): forward, backward and update scheduled and fused together.
+   Each buffer the graph reads is traced back to where a replay will find it: an argument, a tensor
+   that held it when the call began (a parameter, a state tensor, a gradient), a host input (the
+   random generator's counter, a learning rate; see framework/tracing.py), or a constant.
+3. A trace is trusted once two consecutive calls with the same key traced to the same program
+   (same plan, same sources, same targets): the first call of a step often differs (optimizer state
+   does not exist yet), and a Python value that changes every call (a host-computed scalar nobody
+   declared) shows up here instead of being silently frozen.
+4. Replay: resolve the sources, `compiler.realize.execute` the plan (a prepared launch list; on a GPU
+   the same list is what a CUDA graph would capture), point the targets at the new buffers, rebuild
+   the returned structure.
+
+Limits (documented in docs/compile.md): Python side effects and control flow inside the function
+happen at trace time only; values cannot be read into Python inside it (a clear TraceError);
+returned tensors carry no autograd history.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import hashlib
+import sys
+
+from ember.compiler import Node, debug as cdebug
+from ember.compiler.realize import _plans, build_plan, execute, structure_key
+
+from . import tracing
+from .tensor import Tensor, realize
+
+__all__ = ["compile"]
+
+_MAX_TRACES = 8        # traces per variant before giving up and running eagerly
+
+
+def compile(fn=None, *, fullgraph: bool = False, dynamic=None, mode=None, backend=None, disable: bool = False):
+    """Compile `fn` (a training step, an inference function or a Module) for replay.
+
+    Usable as `ember.compile(step)`, `@ember.compile`, `@ember.compile(fullgraph=True)` or
+    `ember.compile(model)`.
+
+    >>> @ember.compile
+    ... def step(x, y):
+    ...     opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); opt.step()
+    ...     return loss
+    """
+    if fn is None:
+        return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic, mode=mode, backend=backend,
+                                 disable=disable)
+    if disable:
+        return fn
+    if isinstance(fn, CompiledFunction):
+        return fn
+    return CompiledFunction(fn, dynamic=dynamic)
+
+
+class CompiledFunction:
+    """The callable `ember.compile` returns; `cache_info()` tells hits, misses and variants."""
+
+    def __init__(self, fn, dynamic=None):
+        from .nn.module import Module
+        self._fn = fn
+        self._module = fn if isinstance(fn, Module) else None
+        self._variants: dict = {}
+        self.hits = self.misses = 0
+        self.dynamic = dynamic
+        functools.update_wrapper(self, fn if not isinstance(fn, Module) else type(fn).forward, updated=())
+
+    def __getattr__(self, name):  # a compiled module still looks like the module
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["_fn"], name)
+
+    def cache_info(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses,
+                "variants": sum(v.program is not None for v in self._variants.values())}
+
+    def __call__(self, *args, **kwargs):
+        if tracing.current is not None:   # called from inside another trace: just inline it
+            return self._fn(*args, **kwargs)
+        key = _guard_key(args, kwargs)
+        var = self._variants.get(key)
+        if var is None:
+            var = self._variants[key] = _Variant()
+            if len(self._variants) > 1:
+                _log(f"ember.compile: new variant of {self.__name__}: {_describe_miss(key, self._variants)}")
+        if var.program is not None:
+            why = var.program.guard_failure()
+            if why is None:
+                self.hits += 1
+                return var.program.replay(args, kwargs)
+            _log(f"ember.compile: retracing {self.__name__}: {why}")
+            var.program, var.last = None, None
+        self.misses += 1
+        if var.traces >= _MAX_TRACES:
+            return self._fn(*args, **kwargs)
+        var.traces += 1
+        prog = _trace(self._fn, args, kwargs)
+        if var.last is not None and var.last.signature == prog.signature:
+            var.program = prog
+        elif var.last is not None:
+            _log(f"ember.compile: {self.__name__} traced to a different program than its previous call "
+                 f"({_diff(var.last.signature, prog.signature)}); tracing again")
+        if var.traces >= _MAX_TRACES and var.program is None:
+            _log(f"ember.compile: {self.__name__} traces differently every call; running it eagerly")
+        var.last = prog
+        return prog.result
+
+
+class _Variant:
+    def __init__(self):
+        self.program, self.last, self.traces = None, None, 0
+
+
+def _log(msg: str) -> None:
+    if cdebug.level() >= 1:
+        print(msg, file=sys.stderr)
+
+
+# -- guards ---------------------------------------------------------------------------------------
+
+def _guard_key(args, kwargs) -> tuple:
+    return tuple(_guard_of(a) for a in args) + tuple((k, _guard_of(v)) for k, v in sorted(kwargs.items()))
+
+
+def _guard_of(a):
+    if isinstance(a, Tensor):
+        return ("tensor", a.shape, a.dtype.name, a.device, a.requires_grad)
+    if isinstance(a, (bool, int, float, str, type(None))):
+        return (type(a).__name__, a)
+    if isinstance(a, (tuple, list)):
+        return (type(a).__name__,) + tuple(_guard_of(x) for x in a)
+    if isinstance(a, dict):
+        return ("dict",) + tuple((k, _guard_of(v)) for k, v in sorted(a.items()))
+    return ("object", id(a))
+
+
+_SIG_PARTS = ("the kernels' graph", "where input buffers come from", "which tensors are updated",
+              "which gradients are set", "what is returned", "which modules ran in which mode")
+
+
+def _diff(a: tuple, b: tuple) -> str:
+    return ", ".join(name for name, x, y in zip(_SIG_PARTS, a, b) if x != y) or "same"
+
+
+def _describe_miss(key, variants) -> str:
+    others = [k for k in variants if k != key]
+    if not others:
+        return "first call"
+    prev = others[-1]
+    if len(prev) != len(key):
+        return f"{len(key)} arguments instead of {len(prev)}"
+    for i, (a, b) in enumerate(zip(prev, key)):
+        if a != b:
+            return f"argument {i} changed: {_fmt_guard(a)} -> {_fmt_guard(b)}"
+    return "guards differ"
+
+
+def _fmt_guard(g) -> str:
+    if g[0] == "tensor":
+        return f"tensor{list(g[1])} {g[2]} on {g[3]}" + (" requires_grad" if g[4] else "")
+    if g[0] == "object":
+        return "another object"
+    return repr(g[1]) if len(g) == 2 else repr(g)
+
+
+# -- tracing --------------------------------------------------------------------------------------
+
+class _Trace:
+    """What the framework reports while a function is traced (see framework/tracing.py)."""
+
+    def __init__(self):
+        self.host: list = []       # (node, role, fn) in call order
+        self.modules: dict = {}    # id -> module that ran
+
+
+def _live_tensors() -> list:
+    return [o for o in gc.get_objects() if issubclass(type(o), Tensor)]  # type(): no __class__ lookups
+
+
+def _flatten(obj, out: list):
+    """The structure of a returned value with tensors replaced by their index in `out`."""
+    if isinstance(obj, Tensor):
+        out.append(obj)
+        return ("T", len(out) - 1)
+    if isinstance(obj, (tuple, list)):
+        return (type(obj), [_flatten(x, out) for x in obj])
+    if isinstance(obj, dict):
+        return (dict, [(k, _flatten(v, out)) for k, v in obj.items()])
+    return ("V", obj)
+
+
+def _unflatten(spec, tensors: list):
+    kind, body = spec
+    if kind == "T":
+        return tensors[body]
+    if kind == "V":
+        return body
+    if kind is dict:
+        return {k: _unflatten(v, tensors) for k, v in body}
+    items = [_unflatten(x, tensors) for x in body]
+    return items if kind is list else kind(items) if kind is tuple else kind(*items)
+
+
+def _trace(fn, args, kwargs) -> "_Program":
+    arg_tensors: list = []
+    _flatten((args, kwargs), arg_tensors)
+    realize(*[t for t in arg_tensors if not t.node.realized])
+    before = {id(t): (t, t.node, t.grad) for t in _live_tensors()}
+    trace = _Trace()
+    tracing.current = trace
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        tracing.current = None
+    returned: list = []
+    spec = _flatten(result, returned)
+    gc.collect()
+    # the trace's results: every live tensor the call changed
+    targets, grad_sets = [], []
+    new_returned = {id(t) for t in returned}
+    for t in _live_tensors():
+        old = before.get(id(t))
+        if old is None or old[0] is not t:   # made by the call: a result if it is stored somewhere
+            if not t.node.realized and id(t) not in new_returned:
+                targets.append(t)
+        else:
+            if old[1] is not t.node:
+                targets.append(t)
+            if old[2] is not t.grad:
+                grad_sets.append(t)
+    before_ids = {id(t) for t, _, _ in before.values()}
+    return _Program(trace, arg_tensors, before, targets, grad_sets, returned, spec, before_ids)
+
+
+class _Program:
+    """One traced call: its plan, where each input buffer comes from and where each result goes."""
+
+    def __init__(self, trace, arg_tensors, before, targets, grad_sets, returned, spec, before_ids):
+        out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
+        lazy = [n for n in out_nodes if not n.realized]
+        key, leaves = structure_key(lazy) if lazy else ("", [])
+        plan = _plans.get(key) if lazy else None
+        if lazy and plan is None:
+            plan = _plans[key] = build_plan(lazy, leaves)
+        self.plan, self.spec = plan, spec
+        # where a replay finds each input buffer
+        host = {id(n): (role, fn) for n, role, fn in trace.host}
+        self.host_fns = [(id(n), fn) for n, _, fn in trace.host]
+        arg_of = {id(t.node): i for i, t in enumerate(arg_tensors)}
+        holder, grad_holder = {}, {}
+        for t, node, grad in before.values():
+            if node.realized and (id(node) not in holder or holder[id(node)].node is node):
+                holder[id(node)] = t       # prefer a tensor the call rebound: that is state
+            if grad is not None and grad.node.realized:
+                grad_holder[id(grad.node)] = t
+        self.sources, sig_sources = [], []
+        for leaf in leaves:
+            if id(leaf) in host:
+                self.sources.append(("host", id(leaf)))
+                sig_sources.append(("host", host[id(leaf)][0]))
+            elif id(leaf) in arg_of:
+                self.sources.append(("arg", arg_of[id(leaf)]))
+                sig_sources.append(("arg", arg_of[id(leaf)]))
+            elif id(leaf) in holder:
+                self.sources.append(("owner", holder[id(leaf)]))
+                sig_sources.append(("owner", id(holder[id(leaf)])))
+            elif id(leaf) in grad_holder:
+                self.sources.append(("grad", grad_holder[id(leaf)]))
+                sig_sources.append(("grad", id(grad_holder[id(leaf)])))
+            else:   # made inside the function from Python data: frozen at trace time
+                self.sources.append(("const", leaf.arg))
+                sig_sources.append(("const", hashlib.sha256(leaf.arg.numpy().tobytes()).hexdigest()))
+        self.leaf_meta = [(leaf.dtype, leaf.shape) for leaf in leaves]
+        # where each result goes: output index of every target / returned tensor
+        slot = {id(n): k for k, n in enumerate(lazy)}
+        self.rebinds = [(t, slot.get(id(t.node)), t.node) for t in targets]
+        self.grad_sets = [(p, p.grad) for p in grad_sets]
+        self.returned = [(slot.get(id(t.node)), t.node, t.device) for t in returned]
+        self.out_meta = [(n.dtype, n.shape) for n in lazy]
+        self.modules = [(m, m.training) for m in trace.modules.values()]
+        self.grad_guards = [(t, t.grad is None) for kind, t in self.sources if kind == "grad"] + \
+                           [(p, before[id(p)][2] is None) for p in grad_sets]
+        self.signature = (key, tuple(sig_sources),
+                          tuple((id(t) if id(t) in before_ids else "new", k) for t, k, _ in self.rebinds),
+                          tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
+                          tuple((id(m), tr) for m, tr in self.modules))
+        # run the traced call itself: its lazy nodes become the computed buffers
+        bufs = execute(plan, [leaf.arg for leaf in leaves]) if lazy else []
+        for n, buf in zip(lazy, bufs):
+            n.become_buffer(buf)
+        self.result = _unflatten(spec, returned)
+
+    def guard_failure(self) -> str | None:
+        """Why this program does not fit the current state of the world (None: it fits)."""
+        for m, training in self.modules:
+            if m.training != training:
+                return f"{type(m).__name__}.training changed to {m.training}"
+        for t, was_none in self.grad_guards:
+            if (t.grad is None) != was_none:
+                return f".grad of a tensor{list(t.shape)} is {'None' if t.grad is None else 'set'} now"
+        for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
+            if kind in ("owner", "grad"):
+                t = src if kind == "owner" else src.grad
+                if t.dtype is not dtype or tuple(t.shape) != tuple(shape):
+                    return f"a captured tensor changed to {t.dtype.name}{list(t.shape)}"
+        return None
+
+    def replay(self, args, kwargs):
+        arg_tensors: list = []
+        _flatten((args, kwargs), arg_tensors)
+        hosts = {nid: fn() for nid, fn in self.host_fns}   # in call order: the RNG advances as eagerly
+        leaf_bufs = []
+        pending = []
+        for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
+            if kind == "host":
+                leaf_bufs.append(_host_buffer(hosts[src], dtype, shape))
+                continue
+            if kind == "const":
+                leaf_bufs.append(src)
+                continue
+            t = arg_tensors[src] if kind == "arg" else src if kind == "owner" else src.grad
+            if not t.node.realized:
+                pending.append(t)
+            leaf_bufs.append(t)
+        if pending:
+            realize(*pending)
+        leaf_bufs = [b.node.arg if isinstance(b, Tensor) else b for b in leaf_bufs]
+        bufs = execute(self.plan, leaf_bufs) if self.plan is not None else []
+        nodes = [Node.make("buffer", arg=b, dtype=dt, shape=sh) for b, (dt, sh) in zip(bufs, self.out_meta)]
+        for t, k, _ in self.rebinds:
+            if k is not None:
+                t.node = nodes[k]
+        for p, g in self.grad_sets:
+            p.grad = g
+        out = [Tensor._wrap(node if k is None else nodes[k], device) for k, node, device in self.returned]
+        return _unflatten(self.spec, out)
+
+
+def _host_buffer(value, dtype, shape):
+    import numpy as np
+    from ember.compiler import Buffer
+    return Buffer.from_array(np.asarray(value, dtype=dtype.np).reshape(shape))

@@ -1,0 +1,192 @@
+"""ember.compile: replayed steps equal eager steps; guards recompile exactly when they must."""
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+
+
+def _batches(n, shape, classes, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return [(ember.tensor(rng.standard_normal(shape).astype(dtype)), ember.tensor(rng.integers(0, classes, shape[0])))
+            for _ in range(n)]
+
+
+def _train(build, batches, compiled, steps=20, loss_fn=None, lr_schedule=None):
+    """Train from seed 0; returns (losses, final weights, step fn)."""
+    ember.manual_seed(0)
+    model, opt = build()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = ember.compile(step) if compiled else step
+    sched = lr_schedule(opt) if lr_schedule else None
+    losses = []
+    for i in range(steps):
+        x, y = batches[i % len(batches)]
+        losses.append(f(x, y).item())
+        if sched:
+            sched.step()
+    return np.array(losses), {k: v.detach().numpy() for k, v in model.state_dict().items()}, f
+
+
+def _assert_same(a, b):
+    la, wa, _ = a
+    lb, wb, _ = b
+    np.testing.assert_allclose(lb, la, rtol=1e-5, atol=1e-7)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def _mlp():
+    m = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 5))
+    return m, ember.optim.Adam(m.parameters(), lr=1e-2)
+
+
+def test_mlp_with_dropout_compiled_equals_eager():
+    data = _batches(4, (16, 20), 5)
+    eager, comp = _train(_mlp, data, False), _train(_mlp, data, True)
+    _assert_same(eager, comp)
+    info = comp[2].cache_info()
+    assert info["variants"] == 1 and info["hits"] + info["misses"] == 20
+    assert info["misses"] <= 3   # the first step differs (no optimizer state yet); then stable
+    assert eager[0][-1] < eager[0][0]    # it trains
+
+
+class _CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, 1), nn.Conv2d(4, 8, 3, 1)
+        self.bn = nn.BatchNorm2d(8)
+        self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(8 * 3 * 3, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.bn(self.conv2(x)))
+        x = self.drop1(F.max_pool2d(x, 2))
+        x = self.drop2(F.relu(self.fc1(ember.flatten(x, 1))))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def test_cnn_with_dropout_and_batchnorm_compiled_equals_eager():
+    def build():
+        m = _CNN()
+        return m, ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    data = _batches(3, (6, 1, 10, 10), 3, seed=1)
+    eager = _train(build, data, False, steps=12, loss_fn=F.nll_loss)
+    comp = _train(build, data, True, steps=12, loss_fn=F.nll_loss)
+    _assert_same(eager, comp)   # includes BatchNorm's running statistics
+    assert comp[2].cache_info()["hits"] >= 9
+
+
+def test_small_transformer_compiled_equals_eager():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(11, 16)
+            self.enc = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True)
+            self.head = nn.Linear(16, 11)
+
+        def forward(self, idx):
+            return self.head(self.enc(self.emb(idx))).reshape(-1, 11)
+
+    def build():
+        m = Tiny()
+        return m, ember.optim.AdamW(m.parameters(), lr=3e-3)
+    rng = np.random.default_rng(2)
+    data = [(ember.tensor(rng.integers(0, 11, (3, 5))), ember.tensor(rng.integers(0, 11, 15))) for _ in range(3)]
+    _assert_same(_train(build, data, False, steps=8), _train(build, data, True, steps=8))
+
+
+def test_lr_schedule_is_read_at_every_replay_without_recompiling():
+    sched = lambda opt: ember.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    data = _batches(2, (8, 20), 5)
+    eager = _train(_mlp, data, False, steps=10, lr_schedule=sched)
+    comp = _train(_mlp, data, True, steps=10, lr_schedule=sched)
+    _assert_same(eager, comp)
+    assert comp[2].cache_info()["variants"] == 1 and comp[2].cache_info()["misses"] <= 3
+
+
+def test_guards_batch_size_dtype_and_python_constants():
+    w = ember.tensor(np.arange(6, dtype=np.float32).reshape(3, 2))
+
+    @ember.compile
+    def f(x, scale):
+        return (x @ w.to(x.dtype)) * scale + 1
+
+    rng = np.random.default_rng(0)
+    for shape, dt, scale in [((4, 3), np.float32, 2.0), ((4, 3), np.float32, 2.0), ((4, 3), np.float32, 2.0),
+                             ((7, 3), np.float32, 2.0), ((4, 3), np.float32, 3.0), ((4, 3), np.float64, 2.0),
+                             ((4, 3), np.float32, 2.0)]:
+        xn = rng.standard_normal(shape).astype(dt)
+        out = f(ember.tensor(xn), scale)
+        ref = (xn @ np.arange(6, dtype=dt).reshape(3, 2)) * scale + 1
+        np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5)
+        assert out.dtype == ember.tensor(ref).dtype
+    info = f.cache_info()
+    # (4,3) f32 2.0: traced twice, replayed; then three new variants, each traced; then a replay
+    assert info["variants"] == 1 and info["hits"] == 2 and info["misses"] == 5
+    before = dict(info)
+    for _ in range(3):
+        f(ember.tensor(rng.standard_normal((4, 3)).astype(np.float32)), 2.0)
+    assert f.cache_info()["misses"] == before["misses"]   # same shapes never recompile
+
+
+def test_train_eval_switch_retraces():
+    ember.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    f = ember.compile(m)
+    x = ember.ones(2, 4)
+    for _ in range(3):
+        f(x)
+    m.eval()
+    for _ in range(3):   # no dropout in eval mode, traced or replayed
+        np.testing.assert_allclose(f(x).detach().numpy(), m(x).detach().numpy(), rtol=1e-6)
+    assert len(list(f.parameters())) == 2   # the compiled module still looks like the module
+
+
+def test_item_inside_compiled_function_raises_clearly():
+    @ember.compile
+    def f(x):
+        return (x * 2).sum().item()
+
+    with pytest.raises(RuntimeError, match="outside"):
+        f(ember.ones(3))
+
+
+def test_returned_structure_and_fresh_results():
+    @ember.compile
+    def f(x):
+        return {"sum": x.sum(), "parts": (x * 2, 7)}
+
+    outs = []
+    for k in range(4):
+        xn = np.full((2, 2), float(k), np.float32)
+        r = f(ember.tensor(xn))
+        outs.append(r)
+        assert r["parts"][1] == 7
+    for k, r in enumerate(outs):   # earlier results keep their values
+        assert r["sum"].item() == 4.0 * k
+        np.testing.assert_array_equal(r["parts"][0].numpy(), np.full((2, 2), 2.0 * k, np.float32))
+
+
+def test_random_numbers_advance_like_eager():
+    @ember.compile
+    def f(x):
+        return x + ember.rand(5)
+
+    ember.manual_seed(3)
+    comp = [f(ember.zeros(5)).numpy() for _ in range(5)]
+    ember.manual_seed(3)
+    eager = [ember.rand(5).numpy() for _ in range(5)]
+    np.testing.assert_array_equal(np.stack(comp), np.stack(eager))
+    assert len({tuple(c) for c in comp}) == 5
