@@ -30,6 +30,7 @@ import functools
 import gc
 import hashlib
 import sys
+import weakref
 
 from ember.compiler import Node, debug as cdebug
 from ember.compiler.realize import _plans, build_plan, execute, structure_key
@@ -176,11 +177,59 @@ def _fmt_guard(g) -> str:
 # -- tracing --------------------------------------------------------------------------------------
 
 class _Trace:
-    """What the framework reports while a function is traced (see framework/tracing.py)."""
+    """What a traced call did to tensors, recorded by hooks installed on Tensor for the duration of
+    the trace only (no cost outside it), plus what the framework reports (framework/tracing.py)."""
 
     def __init__(self):
         self.host: list = []       # (node, role, fn) in call order
         self.modules: dict = {}    # id -> module that ran
+        self.created: set = set()  # ids of tensors made during the call
+        self.made: list = []       # their weakrefs, in creation order (deterministic target order)
+        self.changed: dict = {}    # id -> (tensor, node, grad) when the call first rebinds it / sets .grad
+        self.holders: dict = {}    # id(buffer node) -> an existing tensor that held it when read
+
+    def touch(self, t) -> None:
+        if id(t) not in self.created and id(t) not in self.changed:
+            self.changed[id(t)] = (t, t.node, _GRAD_SLOT.__get__(t))
+
+    def read(self, t) -> None:
+        if t.node.op == "buffer" and id(t) not in self.created:
+            self.holders.setdefault(id(t.node), t)
+
+    def install(self):
+        orig_init, orig_rebind, orig_apply = Tensor._init, Tensor._rebind, Tensor._apply
+        trace = self
+
+        def _init(t, node, device, requires_grad=False):
+            trace.created.add(id(t))
+            trace.made.append(weakref.ref(t))
+            orig_init(t, node, device, requires_grad)
+
+        def _rebind(t, out):
+            trace.touch(t)
+            return orig_rebind(t, out)
+
+        def _apply(t, op, *others, arg=None):
+            trace.read(t)
+            for o in others:
+                trace.read(o)
+            return orig_apply(t, op, *others, arg=arg)
+
+        def _set_grad(t, value):
+            trace.touch(t)
+            _GRAD_SLOT.__set__(t, value)
+
+        Tensor._init, Tensor._rebind, Tensor._apply = _init, _rebind, _apply
+        Tensor.grad = property(_GRAD_SLOT.__get__, _set_grad)
+        return lambda: _restore(orig_init, orig_rebind, orig_apply)
+
+
+_GRAD_SLOT = Tensor.__dict__["grad"]
+
+
+def _restore(init, rebind, apply) -> None:
+    Tensor._init, Tensor._rebind, Tensor._apply = init, rebind, apply
+    Tensor.grad = _GRAD_SLOT
 
 
 def _live_tensors() -> list:
@@ -215,37 +264,34 @@ def _trace(fn, args, kwargs) -> "_Program":
     arg_tensors: list = []
     _flatten((args, kwargs), arg_tensors)
     realize(*[t for t in arg_tensors if not t.node.realized])
-    before = {id(t): (t, t.node, t.grad) for t in _live_tensors()}
     trace = _Trace()
+    for t in arg_tensors:
+        trace.read(t)
+    restore = trace.install()
     tracing.current = trace
     try:
         result = fn(*args, **kwargs)
     finally:
         tracing.current = None
+        restore()
     returned: list = []
     spec = _flatten(result, returned)
-    gc.collect()
-    # the trace's results: every live tensor the call changed
-    targets, grad_sets = [], []
+    # the trace's results: every tensor the call changed, and every tensor it made that is still
+    # alive (stored somewhere: a new .grad, new optimizer state) apart from the returned ones
     new_returned = {id(t) for t in returned}
-    for t in _live_tensors():
-        old = before.get(id(t))
-        if old is None or old[0] is not t:   # made by the call: a result if it is stored somewhere
-            if not t.node.realized and id(t) not in new_returned:
-                targets.append(t)
-        else:
-            if old[1] is not t.node:
-                targets.append(t)
-            if old[2] is not t.grad:
-                grad_sets.append(t)
-    before_ids = {id(t) for t, _, _ in before.values()}
-    return _Program(trace, arg_tensors, before, targets, grad_sets, returned, spec, before_ids)
+    targets = [t for t, node, _ in trace.changed.values() if t.node is not node]
+    grad_sets = [t for t, _, grad in trace.changed.values() if _GRAD_SLOT.__get__(t) is not grad]
+    for ref in trace.made:
+        t = ref()
+        if t is not None and not t.node.realized and id(t) not in new_returned:
+            targets.append(t)
+    return _Program(trace, arg_tensors, targets, grad_sets, returned, spec)
 
 
 class _Program:
     """One traced call: its plan, where each input buffer comes from and where each result goes."""
 
-    def __init__(self, trace, arg_tensors, before, targets, grad_sets, returned, spec, before_ids):
+    def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
         out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
         lazy = [n for n in out_nodes if not n.realized]
         key, leaves = structure_key(lazy) if lazy else ("", [])
@@ -257,12 +303,18 @@ class _Program:
         host = {id(n): (role, fn) for n, role, fn in trace.host}
         self.host_fns = [(id(n), fn) for n, _, fn in trace.host]
         arg_of = {id(t.node): i for i, t in enumerate(arg_tensors)}
-        holder, grad_holder = {}, {}
-        for t, node, grad in before.values():
-            if node.realized and (id(node) not in holder or holder[id(node)].node is node):
-                holder[id(node)] = t       # prefer a tensor the call rebound: that is state
+        holder = dict(trace.holders)
+        grad_holder = {}
+        for t, node, grad in trace.changed.values():
+            if node.realized:
+                holder[id(node)] = t       # a tensor the call rebound holds state: preferred
             if grad is not None and grad.node.realized:
                 grad_holder[id(grad.node)] = t
+        unresolved = {id(n) for n in leaves} - set(host) - set(arg_of) - set(holder) - set(grad_holder)
+        if unresolved:   # read without going through Tensor._apply: find who holds them (slow, rare)
+            for t in _live_tensors():
+                if id(t.node) in unresolved and id(t) not in trace.created:
+                    holder.setdefault(id(t.node), t)
         self.sources, sig_sources = [], []
         for leaf in leaves:
             if id(leaf) in host:
@@ -289,9 +341,9 @@ class _Program:
         self.out_meta = [(n.dtype, n.shape) for n in lazy]
         self.modules = [(m, m.training) for m in trace.modules.values()]
         self.grad_guards = [(t, t.grad is None) for kind, t in self.sources if kind == "grad"] + \
-                           [(p, before[id(p)][2] is None) for p in grad_sets]
+                           [(p, trace.changed[id(p)][2] is None) for p in grad_sets]
         self.signature = (key, tuple(sig_sources),
-                          tuple((id(t) if id(t) in before_ids else "new", k) for t, k, _ in self.rebinds),
+                          tuple((id(t) if id(t) not in trace.created else "new", k) for t, k, _ in self.rebinds),
                           tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
                           tuple((id(m), tr) for m, tr in self.modules))
         # run the traced call itself: its lazy nodes become the computed buffers
