@@ -39,3 +39,4 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBas
 from . import utils  # noqa: F401,E402  (helper G)
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,  # noqa: F401,E402  (helper F)
                           TransformerEncoder, TransformerEncoderLayer)
+from . import parallel  # noqa: F401,E402  (distributed helper: nn.parallel.DistributedDataParallel)

@@ -9,7 +9,7 @@ import numpy as np
 from ._generator import as_generator, resolve
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-           "BatchSampler"]
+           "BatchSampler", "DistributedSampler"]
 
 
 class Sampler:
@@ -137,3 +137,57 @@ class BatchSampler(Sampler):
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+class DistributedSampler(Sampler):
+    """Each of `num_replicas` processes visits its own 1/num_replicas of the dataset
+    (torch.utils.data.DistributedSampler, the same index assignment).
+
+    The (optionally shuffled) index list is padded by repeating its start until it divides evenly
+    (or, with drop_last, cut to a multiple), then rank r takes every num_replicas-th index from r.
+    Shuffling draws a permutation seeded with `seed + epoch`, identical on every rank; call
+    `set_epoch(epoch)` before each epoch for a new order. (ember's permutation for a seed is not
+    torch's: only the assignment of the shuffled positions matches.)
+
+    >>> sampler = DistributedSampler(dataset)          # ranks from ember.distributed
+    >>> loader = DataLoader(dataset, batch_size=32, sampler=sampler)
+    >>> for epoch in range(3):
+    ...     sampler.set_epoch(epoch)
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        if num_replicas is None or rank is None:
+            from ... import distributed as dist
+            if not dist.is_initialized():
+                raise RuntimeError("DistributedSampler needs num_replicas and rank, or an initialized process "
+                                   "group (ember.distributed.init_process_group)")
+            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+            rank = dist.get_rank() if rank is None else rank
+        if rank >= num_replicas or rank < 0:
+            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
+        self.epoch, self.drop_last, self.shuffle, self.seed = 0, drop_last, shuffle, seed
+        n = len(dataset)
+        if drop_last and n % num_replicas != 0:
+            self.num_samples = math.ceil((n - num_replicas) / num_replicas)
+        else:
+            self.num_samples = math.ceil(n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self):
+        n = len(self.dataset)
+        indices = as_generator(self.seed + self.epoch).permutation(n) if self.shuffle else list(range(n))
+        if not self.drop_last:
+            pad = self.total_size - len(indices)
+            indices += (indices * math.ceil(pad / len(indices)))[:pad] if pad > len(indices) else indices[:pad]
+        else:
+            indices = indices[:self.total_size]
+        return iter(indices[self.rank:self.total_size:self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use a different shuffle for this epoch (the same on every rank)."""
+        self.epoch = epoch
