@@ -69,8 +69,11 @@ def _gather_vjp(b, g, out, xs, axis):
     ix = b.ap("expand", b.ap("reshape", idx, arg=gshape[:axis + 1] + (1,) + gshape[axis + 1:]), arg=wide)
     gw = b.ap("expand", b.ap("reshape", g, arg=gshape[:axis + 1] + (1,) + gshape[axis + 1:]), arg=wide)
     ix = b.ap("min", b.ap("max", ix, b.const(0, ix)), b.const(n - 1, ix))  # the primitive clamps
-    hit = b.ap("cmpeq", ix, iota)
-    summed = b.ap("sum", b.ap("where", hit, gw, b.zeros(wide, like=g)), arg=(axis,))
+    # one_hot * g summed over the index axis: a matrix product (the GEMM template, once the
+    # one-hot's broadcast axes are hoisted by the rewrite) rather than a where-select per element.
+    # Unlike a scatter, a NaN/inf in g reaches every row through 0 * NaN.
+    hit = b.ap("cast", b.ap("cmpeq", ix, iota), arg=g.dtype)
+    summed = b.ap("sum", b.ap("mul", hit, gw), arg=(axis,))
     return [b.ap("reshape", summed, arg=_shape(src)), None]
 
 

@@ -62,6 +62,44 @@ def collapse_views(n: Node):
     return None
 
 
+def hoist_expand(n: Node):
+    """op(expand(a), expand(b), ...) -> expand(op(a', b', ...)) over the axes every operand
+    broadcasts: the op runs once per distinct value instead of once per copy (an embedding's
+    gradient compares token ids with the vocabulary once, not once per feature)."""
+    if n.op == "contiguous" or not n.shape:
+        return None
+    srcs = []
+    for s in n.srcs:
+        if _scalar_const(s) is not None:
+            srcs.append(None)
+        elif s.op == "expand":
+            srcs.append(s.srcs[0].shape)
+        else:
+            return None
+    shapes = [sh for sh in srcs if sh is not None]
+    if not shapes:
+        return None
+    pre = tuple(1 if all(sh[a] == 1 for sh in shapes) else d for a, d in enumerate(n.shape))
+    if pre == n.shape:
+        return None
+    new = [const(_scalar_const(s).arg, s.dtype, pre) if sh is None else expand_to(s.srcs[0], pre)
+           for s, sh in zip(n.srcs, srcs)]
+    return Node.make("expand", [Node.make(n.op, new, n.arg)], n.shape)
+
+
+def reshape_of_expand(n: Node):
+    """reshape(expand(x)) -> expand(reshape(x)) when the reshape only inserts or drops size-1 axes,
+    so broadcasts stay visible to hoist_expand and to the GEMM matcher."""
+    src = n.srcs[0]
+    if n.op != "reshape" or src.op != "expand":
+        return None
+    if [d for d in n.shape if d != 1] != [d for d in src.shape if d != 1]:
+        return None
+    inner = iter([d0 for d0, d in zip(src.srcs[0].shape, src.shape) if d != 1])
+    pre = tuple(next(inner) if d != 1 else 1 for d in n.shape)
+    return expand_to(Node.make("reshape", [src.srcs[0]], pre), n.shape)
+
+
 def _is_const(n: Node, value) -> bool:
     c = _scalar_const(n)
     return c is not None and c.arg == value and not (isinstance(c.arg, float) and math.isnan(c.arg))
@@ -90,11 +128,11 @@ def identities(n: Node):
 
 RULES: dict = {}
 for _op in ("reshape", "permute", "expand", "pad", "slice"):
-    RULES[_op] = [identity_view, collapse_views, movement_of_const]
+    RULES[_op] = [identity_view, collapse_views, movement_of_const, reshape_of_expand]
 for _op in ("neg", "exp", "log", "sin", "cos", "sqrt", "tanh", "erf", "floor", "ceil", "trunc", "round",
             "cast", "bitcast", "add", "mul", "div", "idiv", "mod", "max", "min", "pow", "cmplt", "cmpeq",
             "and", "or", "xor", "shl", "shr", "where"):
-    RULES[_op] = [fold_constants, identities]
+    RULES[_op] = [fold_constants, identities, hoist_expand]
 
 
 def rewrite(outputs: list[Node]) -> list[Node]:

@@ -33,7 +33,6 @@ import sys
 import weakref
 
 from ember.compiler import Node, debug as cdebug
-from ember.compiler.realize import _plans, build_plan, execute, structure_key
 
 from . import tracing
 from .tensor import Tensor, realize
@@ -292,6 +291,7 @@ class _Program:
     """One traced call: its plan, where each input buffer comes from and where each result goes."""
 
     def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
+        from ember.compiler.realize import _plans, build_plan, execute, structure_key
         out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
         lazy = [n for n in out_nodes if not n.realized]
         key, leaves = structure_key(lazy) if lazy else ("", [])
@@ -368,6 +368,7 @@ class _Program:
         return None
 
     def replay(self, args, kwargs):
+        from ember.compiler.realize import execute
         arg_tensors: list = []
         _flatten((args, kwargs), arg_tensors)
         hosts = {nid: fn() for nid, fn in self.host_fns}   # in call order: the RNG advances as eagerly
