@@ -8,6 +8,7 @@ training loops never grow it without bound.
 """
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from typing import Iterable
@@ -26,7 +27,10 @@ class Node:
         self.key = None  # interning key while the node is shared
 
     # -- construction -------------------------------------------------------------------------
-    _interned: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+    # key -> weakref of the live node with that key. A plain dict of weakrefs whose callbacks drop
+    # their own entry: the graph is rebuilt every training step, so this is the hottest dict in
+    # ember (WeakValueDictionary builds its references in Python and costs twice as much).
+    _interned: dict = {}
 
     @staticmethod
     def make(op: str, srcs: Iterable["Node"] = (), arg=None, dtype: D.DType | None = None,
@@ -38,24 +42,30 @@ class Node:
             if op == "buffer":
                 return Node(op, (), arg, dtype, tuple(shape))  # never shared: identity is the buffer
             shape = () if op == "const" else (arg,)
+            key = (op, (), _hashable(arg), dtype.name)
         else:
-            _check(op, kind, srcs, arg)
-            dtype = out_dtype(op, [s.dtype for s in srcs], arg)
-            shape = infer_shape(op, kind, srcs, arg)
-        # ids are safe in the key: the node holds its sources, so they outlive the entry
-        key = (op, tuple(id(s) for s in srcs), _hashable(arg), dtype.name, shape)
-        node = Node._interned.get(key)
+            # ids are safe in the key: the node holds its sources, so they outlive the entry; the
+            # dtype and shape follow from (op, sources, arg), so a hit skips inferring them
+            key = (op, tuple(map(id, srcs)), _hashable(arg))
+        ref = Node._interned.get(key)
+        node = ref() if ref is not None else None
         if node is None:
+            if kind != LEAF:
+                _check(op, kind, srcs, arg)
+                dtype = out_dtype(op, [s.dtype for s in srcs], arg)
+                shape = infer_shape(op, kind, srcs, arg)
             node = Node(op, srcs, arg, dtype, shape)
             node.key = key
-            Node._interned[key] = node
+            Node._interned[key] = weakref.ref(node, functools.partial(_forget, key))
         return node
 
     # -- the single mutation ------------------------------------------------------------------
     def become_buffer(self, buf) -> None:
         """Turn this node into a leaf holding `buf` (its computed value)."""
-        if self.key is not None and Node._interned.get(self.key) is self:
-            del Node._interned[self.key]
+        if self.key is not None:
+            ref = Node._interned.get(self.key)
+            if ref is not None and ref() is self:
+                del Node._interned[self.key]
         self.key = None
         self.op, self.srcs, self.arg = "buffer", (), buf
 
@@ -75,6 +85,12 @@ class Node:
     def __repr__(self) -> str:
         arg = "" if self.arg is None or self.op == "buffer" else f" {self.arg}"
         return f"<{self.op}{arg} {self.dtype.name}{list(self.shape)}>"
+
+
+def _forget(key, ref) -> None:
+    """A node died: drop its interning entry (unless the key has been taken by a newer node)."""
+    if Node._interned.get(key) is ref:
+        del Node._interned[key]
 
 
 def _hashable(arg):

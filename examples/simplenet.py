@@ -5,8 +5,9 @@ The data: scikit-learn's handwritten digits reduced to their 10 leading principa
 (standardized), and the target is the one-hot digit, so the network learns a regression from 10
 features to 10 class scores. Prints the loss as it falls and the accuracy of the argmax.
 
-    python examples/simplenet.py
+    python examples/simplenet.py [--epochs N]
 """
+import argparse
 import time
 
 import numpy as np
@@ -62,15 +63,18 @@ def main(epochs: int = 15):
             loss = criterion(model(x), target)
             loss.backward()
             optimizer.step()
-        if epoch % 5 == 0:
+        if epoch % 5 == 0 or epoch == epochs:
             with torch.no_grad():
                 train_loss = criterion(model(x_all), t_all).item()
                 acc = (model(torch.tensor(f_test)).argmax(1) == torch.tensor(y_test)).float().mean().item()
             print(f"epoch {epoch}: loss {train_loss:.4f}  test accuracy {acc:.2%}  "
                   f"({time.perf_counter() - start:.1f}s)")
     print(f"loss fell {first / train_loss:.1f}x")
+    print(f"final loss {train_loss:.6f} initial {first:.6f}")
     return first, train_loss
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15)
+    main(parser.parse_args().epochs)

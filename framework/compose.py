@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember.compiler import dtypes as D
+from ember.compiler import Node, dtypes as D
 from ember.compiler.ir import const
 
+from .errors import DTypeError
 from .tensor import Tensor, get_default_dtype
-
-
-class DTypeError(TypeError, NotImplementedError):
-    """An op does not support a dtype. PyTorch raises NotImplementedError (a RuntimeError);
-    Python code conventionally expects TypeError; either `except` works."""
 
 
 # PyTorch's ScalarType names, which its error messages use
@@ -27,9 +23,19 @@ def _require(x: Tensor, kinds: str, name: str) -> None:
         raise DTypeError(f"\"{name}\" not implemented for '{TORCH_NAME[x.dtype]}'")
 
 
+def _full(value, dtype: D.DType, shape, device: str = "cpu") -> Tensor:
+    """A broadcast constant (no memory: a const leaf expanded)."""
+    return Tensor._wrap(const(value, dtype, tuple(shape)), device)
+
+
 def _k(value, like: Tensor, dtype: D.DType | None = None) -> Tensor:
     """A constant with like's shape (and dtype unless given)."""
-    return Tensor._wrap(const(value, dtype or like.dtype, tuple(like.shape)), like.device)
+    return _full(value, dtype or like.dtype, like.shape, like.device)
+
+
+def _iota(n: int, device: str = "cpu", dtype: D.DType = D.int64) -> Tensor:
+    """0, 1, ..., n-1 (the iota leaf)."""
+    return Tensor._wrap(Node.make("iota", arg=n, dtype=dtype), device)
 
 
 def _cast(x: Tensor, dt: D.DType) -> Tensor:
@@ -53,6 +59,7 @@ def _eq(a, b):
 
 
 def _where(c, a, b):
+    """where() on operands that already share shape and dtype (no promotion)."""
     return c._apply("where", a, b)
 
 

@@ -30,16 +30,11 @@ import numpy as np
 from ember.compiler import Buffer, Node, dtypes as D
 
 from . import tracing
-from .errors import ShapeError
+from .errors import IndexRangeError, ShapeError
 from .ops_movement import _cast, _full, _iota, _slice_axis, _where, expand, permute, reshape
 from .tensor import Tensor, broadcast_shapes
 
 __all__ = ["gather", "index_select", "take_along_dim", "masked_fill", "tril", "triu"]
-
-
-class IndexRangeError(IndexError, RuntimeError):
-    """An index out of range in gather/index_select: PyTorch raises RuntimeError there, while
-    Python code expects IndexError; either `except` catches this."""
 
 
 def _from_numpy(arr: np.ndarray, device: str) -> Tensor:

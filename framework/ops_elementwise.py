@@ -10,16 +10,14 @@ re-exports the former and attaches every method and operator to Tensor.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ember.compiler import dtypes as D
 
 from . import conversions  # noqa: F401  (attaches to(), float(), clone(), ... to Tensor)
-from .compose import (TORCH_NAME, DTypeError, _cast, _eq, _expand, _in_work, _k, _lt, _not, _operand,
-                      _require, _sub, _where)
-from .errors import ShapeError
+from .compose import (TORCH_NAME, _cast, _eq, _expand, _in_work, _k, _lt, _not, _operand, _require, _sub,
+                      _where)
+from .errors import DTypeError, ShapeError
 from .ops_math import *  # noqa: F401,F403
 from .ops_math import __all__ as _MATH
 from .ops_math import abs, isnan

@@ -14,9 +14,9 @@ import math
 import operator
 from typing import Sequence
 
-from ember.compiler import Node, dtypes as D
-from ember.compiler.ir import const
+from ember.compiler import dtypes as D
 
+from .compose import _cast, _full, _iota, _where  # noqa: F401  (ops_reduce and indexing import them from here)
 from .errors import ShapeError
 from .tensor import Tensor
 
@@ -28,24 +28,7 @@ __all__ = ["reshape", "permute", "transpose", "swapaxes", "swapdims", "t", "adjo
 
 
 # ---- small building blocks shared by the movement, reduce and indexing modules ---------------
-
-def _full(value, dtype: D.DType, shape, device: str = "cpu") -> Tensor:
-    """A broadcast constant (no memory: a const leaf expanded)."""
-    return Tensor._wrap(const(value, dtype, tuple(shape)), device)
-
-
-def _iota(n: int, device: str = "cpu", dtype: D.DType = D.int64) -> Tensor:
-    return Tensor._wrap(Node.make("iota", arg=n, dtype=dtype), device)
-
-
-def _cast(x: Tensor, dtype: D.DType) -> Tensor:
-    return x if x.dtype is dtype else x._apply("cast", arg=dtype)
-
-
-def _where(cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """where() on operands that already share shape and dtype (no promotion)."""
-    return cond._apply("where", a, b)
-
+# (constants, iota, cast and where come from compose.py, the one home of such helpers)
 
 def _sizes(args, name: str = "size") -> tuple:
     """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(ember.Size(...)) like PyTorch."""

@@ -3,10 +3,18 @@
 Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel runs as one
 call per core when it does enough work to pay for the hand-off (each call takes its share of every
 loop nest); ctypes releases the GIL during the call, so the calls run in parallel on a thread pool.
+
+Fork safety: a forked child (a DataLoader worker) has only the thread that forked, so the pool it
+inherits has no threads behind it and anything submitted to it would wait forever; the child drops
+it (and re-creates the compiler's lock, which another thread may have held) and builds a fresh pool
+on its first parallel launch. Kernels already loaded stay callable (the child has a copy of their
+code); new ones compile and load into the inherited MCJIT engine as usual, since no LLVM call can be
+in progress in the forking thread.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +31,11 @@ def num_threads() -> int:
     env = os.environ.get("EMBER_NUM_THREADS")
     if env:
         return max(1, int(env))
+    return _cores()
+
+
+@functools.lru_cache(maxsize=None)   # asked at every launch; cleared in a forked child
+def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -104,6 +117,18 @@ def _threads():
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1), thread_name_prefix="ember")
     return _pool
+
+
+def _after_fork_in_child() -> None:
+    global _pool
+    _pool = None
+    _cores.cache_clear()
+    if _compiler is not None:
+        _compiler.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def launch(fn, ptrs: list[int], work: int) -> None:

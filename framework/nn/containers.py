@@ -16,7 +16,48 @@ def _index(idx, n: int, what: str) -> int:
     return idx % n
 
 
-class Sequential(Module):
+class _Indexed(Module):
+    """What Sequential and ModuleList share: submodules registered under '0', '1', ... in order,
+    renumbered after a deletion or insertion as PyTorch does."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def _key(self, idx) -> str:
+        return list(self._modules)[_index(idx, len(self), type(self).__name__)]
+
+    def _renumber(self, modules: list) -> None:
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+    def __setitem__(self, idx, module: Module) -> None:
+        setattr(self, self._key(idx), module)
+
+    def __delitem__(self, idx) -> None:
+        for key in (list(self._modules)[idx] if isinstance(idx, slice) else [self._key(idx)]):
+            delattr(self, key)
+        self._renumber(list(self._modules.values()))
+
+    def append(self, module: Module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def _insert(self, index: int, module: Module) -> None:
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._renumber(modules)
+
+    def pop(self, key: int) -> Module:
+        m = self[key]
+        del self[key]
+        return m
+
+
+class Sequential(_Indexed):
     """Modules applied one after another: Sequential(a, b)(x) == b(a(x)). Also takes an OrderedDict
     of named modules.
 
@@ -35,39 +76,10 @@ class Sequential(Module):
     def __getitem__(self, idx):
         if isinstance(idx, slice):
             return type(self)(OrderedDict(list(self._modules.items())[idx]))
-        return list(self._modules.values())[_index(idx, len(self), "Sequential")]
-
-    def __setitem__(self, idx, module: Module) -> None:
-        key = list(self._modules)[_index(idx, len(self), "Sequential")]
-        setattr(self, key, module)
-
-    def __delitem__(self, idx) -> None:
-        if isinstance(idx, slice):
-            for key in list(self._modules)[idx]:
-                delattr(self, key)
-        else:
-            delattr(self, list(self._modules)[_index(idx, len(self), "Sequential")])
-        # keep the keys 0..n-1, as PyTorch does
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+        return self._modules[self._key(idx)]
 
     def __add__(self, other: "Sequential") -> "Sequential":
-        out = Sequential()
-        for m in list(self) + list(other):
-            out.append(m)
-        return out
-
-    def append(self, module: Module) -> "Sequential":
-        self.add_module(str(len(self)), module)
-        return self
+        return Sequential().extend(list(self) + list(other))
 
     def extend(self, modules: Iterable[Module]) -> "Sequential":
         for m in modules:
@@ -75,20 +87,11 @@ class Sequential(Module):
         return self
 
     def insert(self, index: int, module: Module) -> "Sequential":
-        modules = list(self._modules.values())
-        n = len(modules)
+        n = len(self)
         if not -n <= index <= n:
             raise IndexError(f"Index out of range: {index}")
-        modules.insert(index if index >= 0 else index + n, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        self._insert(index if index >= 0 else index + n, module)
         return self
-
-    def pop(self, key: int) -> Module:
-        m = self[key]
-        del self[key]
-        return m
 
     def forward(self, input):
         for module in self:
@@ -96,7 +99,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_Indexed):
     """A list of submodules, registered so their parameters are found (a plain list hides them)."""
 
     def __init__(self, modules: Iterable[Module] | None = None):
@@ -107,35 +110,13 @@ class ModuleList(Module):
     def __getitem__(self, idx):
         if isinstance(idx, slice):
             return type(self)(list(self._modules.values())[idx])
-        return self._modules[str(_index(idx, len(self), "ModuleList"))]
-
-    def __setitem__(self, idx, module: Module) -> None:
-        setattr(self, str(_index(idx, len(self), "ModuleList")), module)
-
-    def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(self), "ModuleList")]]):
-            delattr(self, key)
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+        return self._modules[self._key(idx)]
 
     def __iadd__(self, modules: Iterable[Module]) -> "ModuleList":
         return self.extend(modules)
 
     def __add__(self, other: Iterable[Module]) -> "ModuleList":
         return ModuleList(list(self) + list(other))
-
-    def append(self, module: Module) -> "ModuleList":
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules: Iterable[Module]) -> "ModuleList":
         if isinstance(modules, Module) and not isinstance(modules, (ModuleList, Sequential)):
@@ -145,16 +126,7 @@ class ModuleList(Module):
         return self
 
     def insert(self, index: int, module: Module) -> None:
-        modules = list(self._modules.values())
-        modules.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
-
-    def pop(self, key: int) -> Module:
-        m = self[key]
-        del self[key]
-        return m
+        self._insert(index, module)
 
     def __repr__(self) -> str:
         # PyTorch folds runs of identical modules: (0-11): 12 x Linear(...)
@@ -179,7 +151,59 @@ def _indent(s: str) -> str:
     return _addindent(s, 2)
 
 
-class ModuleDict(Module):
+class _Keyed(Module):
+    """What ModuleDict and ParameterDict share: a mapping view of one of the module's registries
+    (`_store`: '_modules' or '_parameters'); subclasses say how a value is stored (__setitem__)."""
+    _store = "_modules"
+
+    def _items(self) -> dict:
+        return getattr(self, self._store)
+
+    def __getitem__(self, key: str):
+        return self._items()[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items()[key]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items()
+
+    def clear(self) -> None:
+        self._items().clear()
+
+    def pop(self, key: str):
+        v = self[key]
+        del self[key]
+        return v
+
+    def keys(self):
+        return self._items().keys()
+
+    def items(self):
+        return self._items().items()
+
+    def values(self):
+        return self._items().values()
+
+
+class _ParameterRepr:
+    """PyTorch's listing of a parameter container: one 'Parameter containing: [...]' line each."""
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"  ({k}): Parameter containing: [{_tensor_desc(p)}]" for k, p in self._parameters.items())
+
+    def __repr__(self) -> str:
+        body = self.extra_repr()
+        return self._get_name() + ("(\n" + body + "\n)" if body else "()")
+
+
+class ModuleDict(_Keyed):
     """An ordered dict of submodules, registered under their keys."""
 
     def __init__(self, modules=None):
@@ -187,40 +211,8 @@ class ModuleDict(Module):
         if modules is not None:
             self.update(modules)
 
-    def __getitem__(self, key: str) -> Module:
-        return self._modules[key]
-
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
-
-    def __delitem__(self, key: str) -> None:
-        del self._modules[key]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._modules
-
-    def clear(self) -> None:
-        self._modules.clear()
-
-    def pop(self, key: str) -> Module:
-        v = self[key]
-        del self[key]
-        return v
-
-    def keys(self):
-        return self._modules.keys()
-
-    def items(self):
-        return self._modules.items()
-
-    def values(self):
-        return self._modules.values()
 
     def update(self, modules) -> None:
         pairs = modules.items() if hasattr(modules, "items") else modules
@@ -230,7 +222,7 @@ class ModuleDict(Module):
             self[pair[0]] = pair[1]
 
 
-class ParameterList(Module):
+class ParameterList(_ParameterRepr, Module):
     """A list of Parameters, registered as '0', '1', ... (plain tensors are wrapped)."""
 
     def __init__(self, values=None):
@@ -267,62 +259,22 @@ class ParameterList(Module):
             self.append(v)
         return self
 
-    def extra_repr(self) -> str:
-        lines = []
-        for k, p in self._parameters.items():
-            lines.append(f"  ({k}): Parameter containing: [{_tensor_desc(p)}]")
-        return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        body = self.extra_repr()
-        return self._get_name() + ("(\n" + body + "\n)" if body else "()")
-
-
-class ParameterDict(Module):
+class ParameterDict(_ParameterRepr, _Keyed):
     """An ordered dict of Parameters, registered under their keys."""
+    _store = "_parameters"
 
     def __init__(self, parameters=None):
         super().__init__()
         if parameters is not None:
             self.update(parameters)
 
-    def __getitem__(self, key: str) -> Parameter:
-        return self._parameters[key]
-
     def __setitem__(self, key: str, value) -> None:
         self.register_parameter(key, _as_param(value))
-
-    def __delitem__(self, key: str) -> None:
-        del self._parameters[key]
-
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._parameters
-
-    def keys(self):
-        return self._parameters.keys()
-
-    def items(self):
-        return self._parameters.items()
-
-    def values(self):
-        return self._parameters.values()
 
     def update(self, parameters) -> None:
         for k, v in (parameters.items() if hasattr(parameters, "items") else parameters):
             self[k] = v
-
-    def extra_repr(self) -> str:
-        return "\n".join(f"  ({k}): Parameter containing: [{_tensor_desc(p)}]" for k, p in self._parameters.items())
-
-    def __repr__(self) -> str:
-        body = self.extra_repr()
-        return self._get_name() + ("(\n" + body + "\n)" if body else "()")
 
 
 def _as_param(value):

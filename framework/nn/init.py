@@ -58,6 +58,19 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
+def _layer_default_(weight: Tensor, bias: Tensor | None, zero_fan_in_bias: bool = True) -> None:
+    """PyTorch's default initialisation of Linear and convolution layers: kaiming_uniform_ with
+    a=sqrt(5) for the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias. With fan_in 0 the
+    bound is 0: Linear still draws the (all-zero) bias, convolutions skip it
+    (zero_fan_in_bias=False), as PyTorch's layers do."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        if fan_in > 0 or zero_fan_in_bias:
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            uniform_(bias, -bound, bound)
+
+
 def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
     mode = mode.lower()
     if mode not in ("fan_in", "fan_out"):

@@ -39,6 +39,20 @@ def _affine(y: Tensor, weight, bias, shape: tuple) -> Tensor:
     return y
 
 
+def _as_shape(normalized_shape) -> tuple:
+    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+
+
+def _trailing_dims(input: Tensor, normalized_shape) -> tuple[tuple, tuple]:
+    """(normalized_shape as a tuple, the trailing dims of input it names), checked like PyTorch."""
+    shape = _as_shape(normalized_shape)
+    k = len(shape)
+    if input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
+        raise ShapeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
+                         f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
+    return shape, tuple(range(input.ndim - k, input.ndim))
+
+
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing dims given by normalized_shape.
@@ -46,27 +60,17 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     >>> F.layer_norm(ember.randn(2, 5), (5,)).shape
     ember.Size([2, 5])
     """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if tuple(input.shape[input.ndim - k:]) != shape or input.ndim < k:
-        raise ShapeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
-                         f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
-    x = _work(input)
-    y, _, _ = _normalize(x, tuple(range(input.ndim - k, input.ndim)), eps)
+    shape, dims = _trailing_dims(input, normalized_shape)
+    y, _, _ = _normalize(_work(input), dims, eps)
     return _affine(y, weight, bias, shape).to(input.dtype)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the trailing dims (eps defaults to the dtype's epsilon)."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if tuple(input.shape[input.ndim - k:]) != shape:
-        raise ShapeError(f"Given normalized_shape={list(shape)}, expected input with shape [*, "
-                         f"{', '.join(map(str, shape))}], but got input of size{list(input.shape)}")
+    shape, dims = _trailing_dims(input, normalized_shape)
     if eps is None:  # the machine epsilon of the input's dtype
         eps = {D.float16: 2.0 ** -10, D.bfloat16: 2.0 ** -7, D.float64: 2.0 ** -52}.get(input.dtype, 2.0 ** -23)
     x = _work(input)
-    dims = tuple(range(input.ndim - k, input.ndim))
     y = x * ((x * x).mean(dims, keepdim=True) + eps).rsqrt()
     return _affine(y, weight, None, shape).to(input.dtype)
 
@@ -144,6 +148,20 @@ def _filled_buffer(n: int, value: float, dtype) -> Tensor:
     return _tensor_from(np.full(n, value, dtype=(dtype or D.float32).np))
 
 
+def _affine_parameters(module: Module, shape, weight: bool, bias: bool, device, dtype) -> None:
+    """Register `weight` (ones) and `bias` (zeros) of `shape`, or None for each one left out."""
+    module.register_parameter("weight", Parameter(ones(shape, dtype=dtype, device=device)) if weight else None)
+    module.register_parameter("bias", Parameter(zeros(shape, dtype=dtype, device=device)) if bias else None)
+
+
+def _reset_affine(module: Module) -> None:
+    with no_grad():
+        if module.weight is not None:
+            module.weight.fill_(1)
+        if module.bias is not None:
+            module.bias.zero_()
+
+
 class _NormBase(Module):
     """Shared by BatchNorm and InstanceNorm: affine parameters and running statistics."""
 
@@ -152,15 +170,7 @@ class _NormBase(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(num_features, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_features, affine, affine and bias, device, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", _filled_buffer(num_features, 0.0, dtype))
             self.register_buffer("running_var", _filled_buffer(num_features, 1.0, dtype))
@@ -179,11 +189,7 @@ class _NormBase(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.zero_()
+        _reset_affine(self)
 
     def _check_input_dim(self, input: Tensor) -> None:
         pass
@@ -279,24 +285,12 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = _as_shape(normalized_shape)
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(shape, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(shape, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, shape, elementwise_affine, elementwise_affine and bias, device, dtype)
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.zero_()
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -312,12 +306,10 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = _as_shape(normalized_shape)
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(shape, dtype=dtype, device=device))
-        else:
-            self.register_parameter("weight", None)
+        self.register_parameter("weight", Parameter(ones(shape, dtype=dtype, device=device)) if elementwise_affine
+                                else None)
 
     def forward(self, input: Tensor) -> Tensor:
         return rms_norm(input, self.normalized_shape, self.weight, self.eps)
@@ -335,14 +327,7 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        if affine:
-            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("weight", None)
-        if affine and bias:
-            self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("bias", None)
+        _affine_parameters(self, num_channels, affine, affine and bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)

@@ -14,17 +14,13 @@ import numpy as np
 from ..creation import arange, ones, tensor as _tensor
 from ..ops_movement import pad as _pad
 from ..tensor import Tensor
-from ._sliding import ntuple, out_size, windows
+from ._sliding import batched, ntuple, out_size, windows
 from .module import Module
 
 
 def _batched(input: Tensor, nsp: int, name: str) -> tuple[Tensor, bool]:
-    if input.ndim == nsp + 1:
-        return input.unsqueeze(0), True
-    if input.ndim != nsp + 2:
-        raise RuntimeError(f"{name}: Expected {nsp + 1}D or {nsp + 2}D input tensor, but got input of size "
-                           f"{list(input.shape)}")
-    return input, False
+    return batched(input, nsp, f"{name}: Expected {nsp + 1}D or {nsp + 2}D input tensor, but got input of size "
+                               "{shape}")
 
 
 class _Geometry:
@@ -228,8 +224,18 @@ def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False
 
 # ---- modules ----------------------------------------------------------------------------------
 
-class _MaxPoolNd(Module):
+class _PoolNd(Module):
+    """A pooling module: its constructor arguments, passed on to its functional form `_fn` in the
+    order `_args` names them."""
     _fn = staticmethod(max_pool2d)
+    _args: tuple = ()
+
+    def forward(self, input: Tensor):
+        return type(self)._fn(input, *(getattr(self, a) for a in self._args))
+
+
+class _MaxPoolNd(_PoolNd):
+    _args = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
@@ -238,10 +244,6 @@ class _MaxPoolNd(Module):
         self.stride = stride if stride is not None else kernel_size
         self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
-
-    def forward(self, input: Tensor):
-        return type(self)._fn(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                              self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -265,23 +267,9 @@ class MaxPool3d(_MaxPoolNd):
     _fn = staticmethod(max_pool3d)
 
 
-class AvgPool1d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
-        super().__init__()
-        self.kernel_size = ntuple(kernel_size, 1)
-        self.stride = ntuple(stride if stride is not None else kernel_size, 1)
-        self.padding = ntuple(padding, 1)
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
-
-    def forward(self, input: Tensor) -> Tensor:
-        return avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class _AvgPoolNd(Module):
+class _AvgPoolNd(_PoolNd):
     _fn = staticmethod(avg_pool2d)
+    _args = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: int | None = None):
@@ -291,12 +279,18 @@ class _AvgPoolNd(Module):
         self.padding, self.ceil_mode = padding, ceil_mode
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
-    def forward(self, input: Tensor) -> Tensor:
-        return type(self)._fn(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                              self.count_include_pad, self.divisor_override)
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool1d(_AvgPoolNd):
+    """Average pooling over (N, C, L) input (sizes kept as 1-tuples, as PyTorch does)."""
+    _fn = staticmethod(avg_pool1d)
+    _args = _AvgPoolNd._args[:-1]   # avg_pool1d has no divisor_override
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+        super().__init__(ntuple(kernel_size, 1), ntuple(stride if stride is not None else kernel_size, 1),
+                         ntuple(padding, 1), ceil_mode, count_include_pad)
 
 
 class AvgPool2d(_AvgPoolNd):
@@ -308,15 +302,13 @@ class AvgPool3d(_AvgPoolNd):
     _fn = staticmethod(avg_pool3d)
 
 
-class _AdaptivePoolNd(Module):
+class _AdaptivePoolNd(_PoolNd):
     _fn = staticmethod(adaptive_avg_pool2d)
+    _args = ("output_size",)
 
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
-
-    def forward(self, input: Tensor) -> Tensor:
-        return type(self)._fn(input, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -336,12 +328,11 @@ class AdaptiveAvgPool3d(_AdaptivePoolNd):
 
 
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
+    _args = ("output_size", "return_indices")
+
     def __init__(self, output_size, return_indices: bool = False):
         super().__init__(output_size)
         self.return_indices = return_indices
-
-    def forward(self, input: Tensor) -> Tensor:
-        return type(self)._fn(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):

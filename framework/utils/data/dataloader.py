@@ -5,9 +5,10 @@ buffers), so a worker turns every tensor of the batch it made into a numpy array
 it, and the main process wraps the arrays back into tensors (one buffer each, no copy). Workers
 are started with the 'fork' method by default, so the dataset (which may hold ember tensors) is
 inherited rather than pickled; with 'spawn' or 'forkserver' the dataset must be picklable. A
-worker evaluates whatever lazy tensors its samples are with ember's numpy interpreter backend
-(EMBER_BACKEND=interpret, set inside the worker only): compiling and launching kernels from a
-forked child would use LLVM state and a thread pool that do not survive fork. Each worker is
+worker computes whatever lazy tensors its samples are with the same compiled kernels as the main
+process (the CPU runtime resets its thread pool in a forked child, compiler/runtime/cpu.py), on one
+thread (EMBER_NUM_THREADS=1 inside the worker, as PyTorch sets one thread per worker), so a batch
+is bit for bit what the main process would make. Each worker is
 seeded with `base_seed + worker_id` (ember.manual_seed and random.seed), where base_seed is drawn
 from the loader's generator; `get_worker_info()` tells dataset code which worker it runs in.
 
@@ -121,30 +122,28 @@ class _TensorPayload:
         return (_TensorPayload, (self.array,))
 
 
+def _map(obj, kind: type, fn):
+    """obj with fn applied to every `kind` inside it, through tuples (namedtuples keep their type),
+    lists and dicts."""
+    if isinstance(obj, kind):
+        return fn(obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_map(o, kind, fn) for o in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map(o, kind, fn) for o in obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, _map(v, kind, fn)) for k, v in obj.items())
+    return obj
+
+
 def _pack(obj):
     from ...tensor import Tensor
-    if isinstance(obj, Tensor):
-        return _TensorPayload(obj.detach().numpy())
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_pack(o) for o in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_pack(o) for o in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, _pack(v)) for k, v in obj.items())
-    return obj
+    return _map(obj, Tensor, lambda t: _TensorPayload(t.detach().numpy()))
 
 
 def _unpack(obj):
-    if isinstance(obj, _TensorPayload):
-        from ...creation import from_numpy
-        return from_numpy(obj.array)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_unpack(o) for o in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_unpack(o) for o in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, _unpack(v)) for k, v in obj.items())
-    return obj
+    from ...creation import from_numpy
+    return _map(obj, _TensorPayload, lambda p: from_numpy(p.array))
 
 
 class _WorkerError:
@@ -174,7 +173,7 @@ def _worker_loop(kind, dataset, index_q, result_q, auto_collation, collate_fn, d
                  worker_id, num_workers):
     """The body of a worker process: fetch batches for (epoch, task id, indices) messages until None."""
     global _worker_info
-    os.environ["EMBER_BACKEND"] = "interpret"   # no JIT or thread pool in a forked child (see module doc)
+    os.environ["EMBER_NUM_THREADS"] = "1"   # the workers already use the cores (see module doc)
     import ember
     random.seed(seed)
     ember.manual_seed(seed)
