@@ -233,6 +233,17 @@ class GradFn:
 
 # ---- user-defined ops with custom gradients -------------------------------------------------
 
+def with_rule(out, inputs: tuple, name: str, rule):
+    """`out` (computed from `inputs`) with its gradient given by `rule(b, g, out, xs, arg)` instead
+    of the rules of the primitives that computed it: e.g. ReLU's gradient from its output, so the
+    backward pass keeps the output (which the next layer keeps anyway), not also the input."""
+    if not is_grad_enabled() or all(t._ctx is None for t in inputs):
+        return out
+    out = out.detach()
+    out._ctx = Record(name, None, tuple(t.node for t in inputs), tuple(t._ctx for t in inputs), out.node, rule=rule)
+    return out
+
+
 class FunctionCtx:
     def __init__(self):
         self.saved_tensors = ()

@@ -14,6 +14,7 @@ import math
 from ember.compiler import dtypes as D
 
 from .compose import _cast, _eq, _float_in, _in_work, _k, _lt, _not, _require, _sub, _where
+from .autograd import with_rule
 from .tensor import Tensor
 
 __all__ = [
@@ -170,7 +171,17 @@ def relu(input: Tensor) -> Tensor:
     if input.dtype is D.bool_:
         raise RuntimeError("Boolean inputs not supported for relu")
     zero = _k(0, input)
-    return _where(_lt(input, zero)._apply("or", _eq(input, zero)), zero, input)
+    return with_rule(_where(_not_positive(input), zero, input), (input,), "relu", _relu_vjp)
+
+
+def _not_positive(x: Tensor) -> Tensor:
+    zero = _k(0, x)
+    return _lt(x, zero)._apply("or", _eq(x, zero))   # false for NaN: its gradient passes, as in PyTorch
+
+
+def _relu_vjp(b, g, out, xs, arg):
+    # from the output: relu(x) <= 0 exactly where x <= 0 (NaN stays NaN in both)
+    return [_where(_not_positive(out), _k(0, g), g)]
 
 
 negative, absolute = neg, abs

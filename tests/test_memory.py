@@ -9,12 +9,10 @@ Measured with `ember.debug.memory_stats()` (bytes of kernel-made buffers, live a
                          layer's input, whose sign is also the ReLU's mask; PyTorch keeps the same)
     transient            the gradient flowing down and the layer being processed: 4 x (B, W)
 
-Measured (L=20, W=128, B=256, float32): the bound is 4,456,448 bytes; the peak is 5,308,928 bytes
-above the parameters, because ReLU's gradient is built from its INPUT (the GEMM output before the
-bias), so each layer keeps two (B, W) buffers. With the ReLU rule written in terms of its output
-(mask = out > 0, exact also for NaN) the peak is 2,949,632 bytes. That change belongs in
-framework/ops_math.py (relu); until it is made, the strict bound is an expected failure and the
-design's current bound (two activations per layer) guards against regressions.
+Measured (L=20, W=128, B=256, float32): the bound is 4,456,448 bytes; the peak is 2,949,632 bytes
+above the parameters (ReLU's gradient is written in terms of its output, so each layer keeps one
+(B, W) buffer; with the rule derived from the primitives, which reads the ReLU's input, the peak
+was 5,308,928 bytes).
 """
 import gc
 
@@ -66,8 +64,6 @@ def test_only_the_gradients_stay_alive_after_the_step(measured):
     assert peak >= grads
 
 
-@pytest.mark.xfail(strict=True, reason="ReLU's gradient keeps its input (the pre-bias GEMM output) alive as well as "
-                                       "its output; see the module docstring")
 def test_peak_within_the_shape_bound(measured):
     _, peak, _, _, grads = measured
     bound = grads + L * ACT + 4 * ACT
@@ -75,7 +71,7 @@ def test_peak_within_the_shape_bound(measured):
 
 
 def test_peak_within_two_activations_per_layer(measured):
-    """The current design's bound: a GEMM output and its ReLU per layer (see the module docstring)."""
+    """A looser bound, for a regression that keeps two activations per layer."""
     _, peak, _, _, grads = measured
     bound = grads + 2 * L * ACT + 4 * ACT
     assert peak <= bound, f"peak {peak} bytes above the parameters, bound {bound}"
