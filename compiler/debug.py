@@ -335,6 +335,14 @@ def record_realize(plan, cached: bool, seconds: float) -> None:
         print(prec.schedule_text() if prec else plan.schedule_text, file=sys.stderr)
 
 
+def record_recompile(function: str, reason: str) -> None:
+    """ember.compile traced a function again; `reason` names the guard or the difference."""
+    for c in _captures:
+        c.recompiles.append((function, reason))
+    if level() >= 1:
+        print(f"[ember] compile: {function}: {reason}", file=sys.stderr)
+
+
 @dataclass
 class RealizeRecord:
     plan: PlanRecord | None      # None: the plan was built before any capture or debug level
@@ -344,9 +352,11 @@ class RealizeRecord:
 
 class Capture:
     """Records of everything realized while open: `kernels` (one KernelRecord per launch),
-    `plans` (each distinct graph structure, in first-seen order) and `log` (one per realize)."""
+    `plans` (each distinct graph structure, in first-seen order), `log` (one per realize) and
+    `recompiles` ((function, reason) for each trace ember.compile made)."""
 
     def __init__(self):
+        self.recompiles: list[tuple[str, str]] = []
         self.kernels: list[KernelRecord] = []
         self.plans: list[PlanRecord] = []
         self.log: list[RealizeRecord] = []

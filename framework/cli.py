@@ -331,18 +331,23 @@ def cmd_explain(a) -> int:
         return status
     plans = _plans(cap, a.plan)
     if a.json:
-        emit_json([{"plan": i, "realizes": u, "nodes": p.nodes_before, "nodes_after_rewrites": p.nodes_after,
+        emit_json({"plans": [{"plan": i, "realizes": u, "nodes": p.nodes_before, "nodes_after_rewrites": p.nodes_after,
                     "kernels": [{"index": k.index, "name": k.name, "symbol": k.symbol, "after": k.after,
                                  "inputs": k.inputs,
                                  "outputs": [{"node": n, "rule": r, "why": RULES.get(r, r), "read_by": [{"node": x, "kernel": j} for x, j in rb]}
                                              for n, r, rb in k.outputs]} for k in p.kernels]}
-                   for i, p, u in plans])
+                   for i, p, u in plans],
+                   "compile_traces": [{"function": f, "reason": r} for f, r in cap.recompiles]})
         return 0
     for i, p, u in plans:
         print(_plan_header(i, p, u))
         for k in p.kernels:
             print("  " + k.explain().replace("\n", "\n  "))
         print()
+    if cap.recompiles:   # ember.compile: every trace, with the guard or difference behind it
+        print("ember.compile traces:")
+        for fn, reason in cap.recompiles:
+            print(f"  {fn}: {reason}")
     if not plans:
         print(f"ember: {a.script} compiled no plans", file=sys.stderr)
     return 0

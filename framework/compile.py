@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
-import sys
 import weakref
 
 from ember.compiler import Node, debug as cdebug
@@ -91,14 +90,13 @@ class CompiledFunction:
         var = self._variants.get(key)
         if var is None:
             var = self._variants[key] = _Variant()
-            if len(self._variants) > 1:
-                _log(f"ember.compile: new variant of {self.__name__}: {_describe_miss(key, self._variants)}")
+            _log(self.__name__, f"new variant: {_describe_miss(key, self._variants)}")
         if var.program is not None:
             why = var.program.guard_failure()
             if why is None:
                 self.hits += 1
                 return var.program.replay(args, kwargs)
-            _log(f"ember.compile: retracing {self.__name__}: {why}")
+            _log(self.__name__, f"retrace: {why}")
             var.program, var.last = None, None
         self.misses += 1
         if var.traces >= _MAX_TRACES:
@@ -108,10 +106,10 @@ class CompiledFunction:
         if var.last is not None and var.last.signature == prog.signature:
             var.program = prog
         elif var.last is not None:
-            _log(f"ember.compile: {self.__name__} traced to a different program than its previous call "
-                 f"({_diff(var.last.signature, prog.signature)}); tracing again")
+            _log(self.__name__, f"traced to a different program than its previous call "
+                                f"({_diff(var.last.signature, prog.signature)}); tracing again")
         if var.traces >= _MAX_TRACES and var.program is None:
-            _log(f"ember.compile: {self.__name__} traces differently every call; running it eagerly")
+            _log(self.__name__, "traces differently every call; running it eagerly from now on")
         var.last = prog
         return prog.result
 
@@ -121,9 +119,8 @@ class _Variant:
         self.program, self.last, self.traces = None, None, 0
 
 
-def _log(msg: str) -> None:
-    if cdebug.level() >= 1:
-        print(msg, file=sys.stderr)
+def _log(name: str, msg: str) -> None:
+    cdebug.record_recompile(name, msg)   # EMBER_DEBUG=1 prints it; `ember explain` lists it
 
 
 # -- guards ---------------------------------------------------------------------------------------

@@ -134,12 +134,12 @@ def test_kernels_list_and_every_stage_written_by_out(cache_dir, tmp_path):
 def test_explain_names_recompute_for_a_column_normalisation(cache_dir):
     text = ember("explain", script("normalize.py"), cache=cache_dir).stdout
     assert re.search(r"\[recompute\].*read by %\d+ in kernel 1", text)
-    [plan] = as_json("explain", script("normalize.py"), cache=cache_dir)
+    [plan] = as_json("explain", script("normalize.py"), cache=cache_dir)["plans"]
     assert [o["rule"] for k in plan["kernels"] for o in k["outputs"]] == ["recompute", "output"]
 
 
 def test_explain_names_output_for_a_plain_expression(cache_dir):
-    [plan] = as_json("explain", script("plain.py"), cache=cache_dir)
+    [plan] = as_json("explain", script("plain.py"), cache=cache_dir)["plans"]
     [k] = plan["kernels"]
     assert [o["rule"] for o in k["outputs"]] == ["output"] and k["after"] == []
 
@@ -201,3 +201,13 @@ def test_a_script_that_raises_shows_its_own_traceback_and_exits_1(cache_dir):
     assert err.startswith("Traceback (most recent call last):")
     assert 'raises.py", line 6, in broken' in err and "runpy" not in err and "cli.py" not in err
     assert err.rstrip().splitlines()[-1].startswith("ember.errors.ShapeError: The size of tensor a (3)")
+
+
+def test_explain_lists_compile_traces_with_the_failed_guard(cache_dir):
+    out = as_json("explain", script("compiled_step.py"), cache=cache_dir)
+    reasons = [t["reason"] for t in out["compile_traces"] if t["function"] == "step"]
+    assert reasons[0] == "new variant: first call"
+    assert any("argument 0 changed: tensor[4, 3] float32 on cpu -> tensor[6, 3] float32 on cpu" in r for r in reasons)
+    assert any("Sequential.training changed to False" in r for r in reasons)
+    text = ember("explain", script("compiled_step.py"), cache=cache_dir).stdout
+    assert "ember.compile traces:" in text and "step: retrace: Sequential.training changed to False" in text

@@ -101,7 +101,10 @@ def test_small_transformer_compiled_equals_eager():
 
     def build():
         m = Tiny()
-        return m, ember.optim.AdamW(m.parameters(), lr=3e-3)
+        # not Adam: attention's key bias has an exactly-zero gradient (softmax ignores a constant
+        # added to every score), so its computed gradient is rounding noise whose value depends on
+        # the summation order of the schedule, and Adam would scale that noise up to lr-sized steps
+        return m, ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
     rng = np.random.default_rng(2)
     data = [(ember.tensor(rng.integers(0, 11, (3, 5))), ember.tensor(rng.integers(0, 11, 15))) for _ in range(3)]
     _assert_same(_train(build, data, False, steps=8), _train(build, data, True, steps=8))
