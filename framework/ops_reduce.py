@@ -22,6 +22,8 @@ from collections import namedtuple
 from ember.compiler import dtypes as D
 
 from .errors import ShapeError
+from .autograd import with_rule
+from .compose import _eq
 from .ops_movement import _cast, _full, _iota, _where, expand, reshape, transpose, unsqueeze
 from .tensor import Tensor, broadcast_shapes, get_default_dtype
 
@@ -220,7 +222,32 @@ def _extreme(input: Tensor, dim, keepdim: bool, op: str, name: str):
     values = _reduce(input, op, dims, keepdim)
     if input.ndim == 0:
         return values_indices[name](values, _full(0, D.int64, (), input.device))
-    return values_indices[name](values, _arg_extreme(input, dims[0], keepdim, op))
+    indices = _arg_extreme(input, dims[0], keepdim, op)
+    return values_indices[name](_grad_to_index(values, input, indices, dims[0], keepdim), indices)
+
+
+def _grad_to_index(values: Tensor, input: Tensor, indices: Tensor, d: int, keepdim: bool) -> Tensor:
+    """max/min(dim).values whose gradient goes to the returned index only (PyTorch's choice among
+    ties; the reduction's own rule shares it between them)."""
+    if not input.dtype.is_float:
+        return values
+    shape = input.node.shape
+    kept = shape[:d] + (1,) + shape[d + 1:]
+
+    def rule(b, g, out, xs, arg):
+        pos = reshape(_iota(shape[d], input.device), tuple(shape[d] if k == d else 1 for k in range(len(shape))))
+        hit = _eq(expand(pos, shape), expand(reshape(indices, kept), shape))
+        return [_where(hit, expand(reshape(g, kept), shape), _full(0, g.dtype, shape, g.device))]
+    return with_rule(values, (input,), "max_dim", rule)
+
+
+def _sqrt(x: Tensor) -> Tensor:
+    """sqrt whose gradient is 0 where the result is 0 (PyTorch's std and norm at a constant or zero
+    input), instead of the 0/0 of d sqrt(v) = dv / (2 sqrt(v))."""
+    def rule(b, g, out, xs, arg):
+        zero = _full(0, out.dtype, out.shape, out.device)
+        return [_where(_eq(out, zero), zero, _ew("div", g, _ew("mul", out, _full(2, out.dtype, out.shape, out.device))))]
+    return with_rule(x._apply("sqrt"), (x,), "sqrt", rule)
 
 
 def max(input: Tensor, dim=None, keepdim: bool = False):
@@ -312,7 +339,7 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:
     """Standard deviation: sqrt(var(...)). >>> ember.tensor([1.0, 3.0]).std(correction=0).item() == 1.0"""
-    return var(input, dim, unbiased, keepdim, correction=correction)._apply("sqrt")
+    return _sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def var_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
@@ -321,7 +348,7 @@ def var_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, c
 
 def std_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
     v, m = _moments(input, dim, unbiased, keepdim, correction)
-    return v._apply("sqrt"), m
+    return _sqrt(v), m
 
 
 # ---- exp-normalisations ----------------------------------------------------------------------
@@ -438,7 +465,7 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     if p == 1:
         return _reduce(a, "sum", dims, keepdim)
     if p == 2:
-        return _reduce(_ew("mul", x, x), "sum", dims, keepdim)._apply("sqrt")
+        return _sqrt(_reduce(_ew("mul", x, x), "sum", dims, keepdim))
     return _ew("pow", _reduce(_ew("pow", a, float(p)), "sum", dims, keepdim), 1.0 / p)
 
 
