@@ -13,8 +13,9 @@ from .ir import Node, const, expand_to, toposort
 __all__ = ["Node", "Buffer", "dtypes", "realize", "const", "expand_to", "toposort"]
 
 
-def realize(nodes) -> None:
-    """Compute the values of `nodes` together; each becomes a `buffer` leaf holding its value.
+def realize(nodes, device: str = "cpu") -> None:
+    """Compute the values of `nodes` together on `device` ("cpu" or "cuda"); each becomes a
+    `buffer` leaf holding its value.
 
     EMBER_BACKEND=interpret evaluates with the numpy reference interpreter instead of compiling.
     """
@@ -24,7 +25,7 @@ def realize(nodes) -> None:
     if os.environ.get("EMBER_BACKEND") == "interpret":
         from .interpret import interpret
         for n, v in zip(nodes, interpret(nodes)):
-            n.become_buffer(Buffer.from_array(v, copy=True))
+            n.become_buffer(Buffer.from_array(v, device, copy=True))
         return
     from .realize import run
-    run(nodes)
+    run(nodes, device)

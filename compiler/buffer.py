@@ -1,7 +1,9 @@
 """Buffers: flat, contiguous device memory that realized nodes hold.
 
 A Buffer is the only thing kernels read and write. Shape and strides live in the graph (views are
-index arithmetic), so a buffer is just (device, dtype, numel) plus its storage.
+index arithmetic), so a buffer is just (device, dtype, numel) plus its storage. This class is host
+memory; a "cuda" buffer (compiler/runtime/cuda.py: CudaBuffer) has the same interface, and
+`to(device)` copies between them.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from . import dtypes as D
 
 
 POOL_LIMIT = 1 << 30   # bytes of freed storage kept for reuse
+ALIGN = 64
 
 
 class _Stats:
@@ -27,19 +30,23 @@ class _Pool:
     PyTorch caches device memory)."""
 
     def __init__(self):
-        self.free: dict[int, list[np.ndarray]] = {}
+        self.free: dict[int, list[tuple]] = {}
         self.bytes = 0
 
-    def alloc(self, nbytes: int) -> np.ndarray:
+    def alloc(self, nbytes: int) -> tuple[np.ndarray, int]:
+        """(storage of exactly max(nbytes, 1) bytes aligned to 64 bytes, its address)."""
         lst = self.free.get(nbytes)
         if lst:
             self.bytes -= nbytes
             return lst.pop()
-        return np.empty(max(nbytes, 1), dtype=np.uint8)
+        n = max(nbytes, 1)
+        block = np.empty(n + ALIGN, dtype=np.uint8)
+        off = -block.ctypes.data % ALIGN   # a cache line: full-width vector loads and stores
+        return block[off:off + n], block.ctypes.data + off
 
-    def release(self, raw: np.ndarray) -> None:
+    def release(self, raw: np.ndarray, ptr: int) -> None:
         if self.bytes + raw.nbytes <= POOL_LIMIT:
-            self.free.setdefault(raw.nbytes, []).append(raw)
+            self.free.setdefault(raw.nbytes, []).append((raw, ptr))
             self.bytes += raw.nbytes
 
 
@@ -55,31 +62,43 @@ def reset_peak() -> None:
 
 
 class Buffer:
-    __slots__ = ("device", "dtype", "numel", "_data", "_raw", "__weakref__")
+    __slots__ = ("device", "dtype", "numel", "_data", "_raw", "_ptr", "__weakref__")
 
     def __init__(self, device: str, dtype: D.DType, numel: int, data: np.ndarray | None = None):
-        if device != "cpu":
-            raise RuntimeError(f"no backend for device {device!r}")
+        if device != "cpu":  # other devices' buffers come from their backend (realize.backend)
+            raise RuntimeError(f"Buffer holds host memory; use realize.backend({device!r}).alloc")
         self.device, self.dtype, self.numel = device, dtype, numel
-        self._raw = None
-        if data is None:
-            self._raw = _pool.alloc(numel * dtype.itemsize)
-            data = self._raw[:numel * dtype.itemsize].view(dtype.np)
-            _Stats.live += self._raw.nbytes
-            _Stats.peak = max(_Stats.peak, _Stats.live)
+        self._ptr = None
+        if data is None:   # the hot path: every kernel output of every launch
+            nbytes = numel * dtype.itemsize
+            raw, self._ptr = _pool.alloc(nbytes)
+            self._raw = raw
+            self._data = (raw if raw.nbytes == nbytes else raw[:nbytes]).view(dtype.np)
+            live = _Stats.live = _Stats.live + raw.nbytes
+            if live > _Stats.peak:
+                _Stats.peak = live
+            return
         assert data.dtype == dtype.np and data.ndim == 1 and data.size == numel and data.flags.c_contiguous
+        self._raw = None
         self._data = data
 
     def __del__(self):
         if self._raw is not None:
             _Stats.live -= self._raw.nbytes
-            _pool.release(self._raw)
+            _pool.release(self._raw, self._ptr)
 
     @staticmethod
     def from_array(arr: np.ndarray, device: str = "cpu", copy: bool = False) -> "Buffer":
         dt = D.from_numpy(arr.dtype)
         flat = (np.array(arr, order="C") if copy else np.ascontiguousarray(arr)).reshape(-1)
-        return Buffer(device, dt, flat.size, flat)
+        return Buffer("cpu", dt, flat.size, flat).to(device)
+
+    def to(self, device: str):
+        """This buffer's value on `device`: self if it is there, else a copy there."""
+        if device == "cpu":
+            return self
+        from .realize import backend
+        return backend(device).upload(self)
 
     def numpy(self) -> np.ndarray:
         """The storage as a flat numpy array (shared, not copied)."""
@@ -90,7 +109,9 @@ class Buffer:
         return self.numel * self.dtype.itemsize
 
     def ptr(self) -> int:
-        return self._data.ctypes.data
+        if self._ptr is None:   # numpy's .ctypes builds an object per access: keep the address
+            self._ptr = self._data.ctypes.data
+        return self._ptr
 
     def __repr__(self) -> str:
         return f"Buffer({self.device}, {self.dtype.name}, {self.numel})"

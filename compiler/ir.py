@@ -100,6 +100,8 @@ def _hashable(arg):
         return ("dtype", arg.name)
     if isinstance(arg, float) and math.isnan(arg):
         return ("nan",)
+    if isinstance(arg, float) and arg == 0.0:   # -0.0 == 0.0, but 1 / -0.0 is not 1 / 0.0
+        return ("float", arg, math.copysign(1.0, arg))
     if isinstance(arg, (bool, int, float)):
         return (type(arg).__name__, arg)  # keep 1, 1.0 and True apart
     return arg

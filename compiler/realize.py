@@ -4,9 +4,14 @@ The whole pipeline runs once per graph *structure*: a plan (kernels plus where e
 buffers come from) is cached under a key that abstracts buffers to their position, dtype and
 shape, so the eager-looking training loop, which builds the same graph every step, pays only for
 hashing the graph and launching kernels from the second step on.
+
+Devices: a plan belongs to one device and its kernels come from that device's backend (`backend`):
+compile, allocate, launch. "cpu" is LLVM (codegen/llvm.py, runtime/cpu.py); "cuda" is Triton
+(codegen/triton.py, runtime/cuda.py), loaded on first use.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ class Plan:
     tmps: list[tuple]               # (dtype, numel) of every buffer the plan makes
     outputs: list[tuple[str, int]]  # where each requested output ends up: ('tmp'|'leaf', index)
     schedule_text: str
+    device: str = "cpu"
+    program: list | None = None      # the launch list execute() runs, prepared on first use
+    program_outputs: list | None = None
 
 
 @dataclass
@@ -46,7 +54,7 @@ class CompiledKernel:
     name: str
     symbol: str
     kernel: object                  # kir.Kernel
-    source: str                     # LLVM IR
+    source: str                     # LLVM IR (cpu) or Triton source (cuda)
     fn: object
     cache_hit: bool
     reasons: list[str]
@@ -70,11 +78,13 @@ def structure_key(outputs: list[Node]) -> tuple[str, list[Node]]:
         else:
             parts.append((n.op, _hashable(n.arg), n.dtype.name, n.shape, tuple(pos[id(s)] for s in n.srcs)))
     parts.append(tuple(pos[id(o)] for o in outputs))
-    return repr(parts), leaves
+    return tuple(parts), leaves   # hashed and compared in C: no repr of the whole graph
 
 
-def compile_kernel(kernel, reasons) -> CompiledKernel:
+def compile_kernel(kernel, reasons, device: str = "cpu") -> CompiledKernel:
     """Generate and compile one kernel; identical kernels are compiled once per process."""
+    if device != "cpu":
+        return backend(device).compile(kernel, reasons)
     probe = kernel.render("KERNEL") if hasattr(kernel, "render") else llvm_codegen.render(kernel, "KERNEL")
     ck = _kernels.get(probe)
     if ck is None:
@@ -87,7 +97,47 @@ def compile_kernel(kernel, reasons) -> CompiledKernel:
     return ck
 
 
-def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
+class _CPU:
+    """The CPU backend: LLVM kernels, numpy-backed buffers, launches split across cores."""
+    name = "cpu"
+    compile = staticmethod(compile_kernel)
+    alloc = functools.partial(Buffer, "cpu")
+    launch = staticmethod(cpu.launch)
+
+    @staticmethod
+    def upload(buf):
+        return buf.to("cpu")
+
+    @staticmethod
+    def synchronize() -> None:
+        pass
+
+
+_backends: dict = {"cpu": _CPU}
+
+
+def backend(device: str):
+    """The backend object of a device (compile, alloc, launch, upload, synchronize)."""
+    be = _backends.get(device)
+    if be is None:
+        if device != "cuda":
+            raise RuntimeError(f"no backend for device {device!r}")
+        from .runtime import cuda
+        be = _backends[device] = cuda.CudaBackend()
+    return be
+
+
+def device_buffers(leaves: list[Node], device: str) -> list:
+    """The leaves' buffers on `device`. A buffer living elsewhere (data created on the host for a
+    cuda tensor, say) is copied there once: the leaf keeps the copy, since its value never changes."""
+    bufs = [n.arg for n in leaves]
+    for k, b in enumerate(bufs):
+        if b.device != device:
+            bufs[k] = leaves[k].arg = b.to(device)
+    return bufs
+
+
+def build_plan(outputs: list[Node], leaves: list[Node], device: str = "cpu") -> Plan:
     # an output that only reshapes another value shares that value's buffer (contiguous storage
     # is the same in any shape of the same size): no copy kernel
     rewritten = [_strip_reshapes(r) for r in rewrite(outputs)]
@@ -100,7 +150,7 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
         for o in sk.outputs:
             tmp_of[id(o)] = len(tmps)
             tmps.append((o.dtype, o.numel))
-        ck = compile_kernel(sk.kernel, sk.reasons)
+        ck = compile_kernel(sk.kernel, sk.reasons, device)
         params = []
         for n in sk.inputs:
             if id(n) in tmp_of:
@@ -125,7 +175,7 @@ def build_plan(outputs: list[Node], leaves: list[Node]) -> Plan:
             steps[k].free_after.append(i)
     text = "\n".join(f"kernel {k}: {s.kernel.name}  outputs={[str(o) for o in s.outputs]}  why={s.reasons}"
                      for k, s in enumerate(sched))
-    plan = Plan(steps, tmps, outs, text)
+    plan = Plan(steps, tmps, outs, text, device)
     if debug.active():  # described now: realizing turns the graph's nodes into buffers
         debug.record_plan(plan, outputs, rewritten, sched)
     return plan
@@ -137,15 +187,16 @@ def _strip_reshapes(n: Node) -> Node:
     return n
 
 
-def run(outputs: list[Node]) -> None:
-    """Compute `outputs`; each becomes a buffer leaf."""
+def run(outputs: list[Node], device: str = "cpu") -> None:
+    """Compute `outputs` on `device`; each becomes a buffer leaf."""
     t0 = time.perf_counter()
     key, leaves = structure_key(outputs)
-    plan = _plans.get(key)
+    pkey = key if device == "cpu" else (device, key)
+    plan = _plans.get(pkey)
     cached = plan is not None
     if plan is None:
-        plan = _plans[key] = build_plan(outputs, leaves)
-    results = execute(plan, [n.arg for n in leaves])
+        plan = _plans[pkey] = build_plan(outputs, leaves, device)
+    results = execute(plan, device_buffers(leaves, device))
     for node, buf in zip(outputs, results):
         node.become_buffer(buf)
     debug.record_realize(plan, cached, time.perf_counter() - t0)
@@ -154,25 +205,58 @@ def run(outputs: list[Node]) -> None:
 def execute(plan: Plan, leaf_bufs: list) -> list:
     """Run a plan's kernels on the given input buffers; returns the buffers of its outputs.
 
-    This is all a replay costs: no graph, no scheduling (ember.compile calls it directly)."""
-    device = "cpu"
+    This is all a replay costs: no graph, no scheduling (ember.compile calls it directly), and a
+    launch list prepared once per plan (`_program`), so each kernel costs a few list lookups,
+    its output allocations and the call. The leaf buffers must live on the plan's device (see
+    `device_buffers`)."""
+    be = _backends.get(plan.device) or backend(plan.device)
+    if debug.active():
+        return _execute_recorded(plan, leaf_bufs, be)
+    prog = plan.program if plan.program is not None else _program(plan, len(leaf_bufs))
+    alloc, launch = be.alloc, be.launch
+    bufs = list(leaf_bufs)
+    bufs += [None] * len(plan.tmps)
+    ptrs = [b.ptr() for b in leaf_bufs]
+    ptrs += [0] * len(plan.tmps)
+    for fn, args, outs, frees, work, empty in prog:
+        for slot, dtype, numel in outs:   # allocated when first written, released after the last read
+            b = bufs[slot] = alloc(dtype, numel)
+            ptrs[slot] = b.ptr()
+        if not empty:
+            launch(fn, [ptrs[i] for i in args], work)
+        for slot in frees:
+            bufs[slot] = None
+    return [bufs[i] for i in plan.program_outputs]
+
+
+def _program(plan: Plan, n_leaves: int) -> list:
+    """The plan as a launch list over one slot array: leaves first, then the plan's buffers."""
+    slot = lambda src, i: i if src == "leaf" else n_leaves + i   # noqa: E731
+    plan.program = [(st.fn, [slot(src, i) for src, i in st.params],
+                     [(n_leaves + t, *plan.tmps[t]) for t in st.out_tmps],
+                     [n_leaves + t for t in st.free_after], st.work,
+                     all(plan.tmps[t][1] == 0 for t in st.out_tmps))
+                    for st in plan.steps]
+    plan.program_outputs = [slot(src, i) for src, i in plan.outputs]
+    return plan.program
+
+
+def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
+    """execute(), timing every launch for ember.debug / EMBER_DEBUG."""
     bufs: list = [None] * len(plan.tmps)
-    recording = debug.active()
     for st in plan.steps:
-        for t in st.out_tmps:  # allocated when first written, released after the last read
-            bufs[t] = Buffer(device, *plan.tmps[t])
+        for t in st.out_tmps:
+            bufs[t] = be.alloc(*plan.tmps[t])
         ptrs = [(leaf_bufs[i] if src == "leaf" else bufs[i]).ptr() for src, i in st.params]
         if all(plan.tmps[t][1] == 0 for t in st.out_tmps):
             continue
-        if recording:
-            t = time.perf_counter()
-            cpu.launch(st.fn, ptrs, st.work)
-            debug.record_launch(st.compiled, time.perf_counter() - t, [bufs[i] for i in st.out_tmps])
-        else:
-            cpu.launch(st.fn, ptrs, st.work)
+        t = time.perf_counter()
+        be.launch(st.fn, ptrs, st.work)
+        be.synchronize()  # GPU launches are asynchronous: time the kernel, not the launch
+        debug.record_launch(st.compiled, time.perf_counter() - t, [bufs[i] for i in st.out_tmps])
         for t in st.free_after:
             bufs[t] = None
     return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "execute", "build_plan", "structure_key", "compile_kernel"]
+__all__ = ["run", "execute", "build_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]

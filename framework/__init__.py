@@ -17,7 +17,7 @@ from .creation import *  # noqa: F401,F403
 from .ops_elementwise import *  # noqa: F401,F403
 from .ops_reduce import *  # noqa: F401,F403
 from .ops_movement import *  # noqa: F401,F403
-from . import debug
+from . import cuda, debug
 
 bool = _D.bool_  # noqa: A001  (PyTorch's name)
 uint8, int8, int16, int32, int64 = _D.uint8, _D.int8, _D.int16, _D.int32, _D.int64

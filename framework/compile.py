@@ -288,13 +288,20 @@ class _Program:
     """One traced call: its plan, where each input buffer comes from and where each result goes."""
 
     def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
-        from ember.compiler.realize import _plans, build_plan, execute, structure_key
+        from ember.compiler.realize import _plans, build_plan, device_buffers, execute, structure_key
         out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
         lazy = [n for n in out_nodes if not n.realized]
+        devices = {t.device for t in targets + returned if not t.node.realized}
+        if len(devices) > 1:
+            raise tracing.TraceError(f"a compiled function must compute on one device, this one used {sorted(devices)}")
+        device = devices.pop() if devices else "cpu"
         key, leaves = structure_key(lazy) if lazy else ("", [])
-        plan = _plans.get(key) if lazy else None
+        pkey = key if device == "cpu" else (device, key)   # shared with eager realize (realize.run)
+        plan = _plans.get(pkey) if lazy else None
         if lazy and plan is None:
-            plan = _plans[key] = build_plan(lazy, leaves)
+            plan = _plans[pkey] = build_plan(lazy, leaves, device)
+        leaf_bufs = device_buffers(leaves, device)   # host data moves to the device once, in the leaf
+        self.device = device
         self.plan, self.spec = plan, spec
         # where a replay finds each input buffer
         host = {id(n): (role, fn) for n, role, fn in trace.host}
@@ -344,7 +351,7 @@ class _Program:
                           tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
                           tuple((id(m), tr) for m, tr in self.modules))
         # run the traced call itself: its lazy nodes become the computed buffers
-        bufs = execute(plan, [leaf.arg for leaf in leaves]) if lazy else []
+        bufs = execute(plan, leaf_bufs) if lazy else []
         for n, buf in zip(lazy, bufs):
             n.become_buffer(buf)
         self.result = _unflatten(spec, returned)
@@ -373,7 +380,7 @@ class _Program:
         pending = []
         for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
             if kind == "host":
-                leaf_bufs.append(_host_buffer(hosts[src], dtype, shape))
+                leaf_bufs.append(_host_buffer(hosts[src], dtype, shape, self.device))
                 continue
             if kind == "const":
                 leaf_bufs.append(src)
@@ -396,7 +403,7 @@ class _Program:
         return _unflatten(self.spec, out)
 
 
-def _host_buffer(value, dtype, shape):
+def _host_buffer(value, dtype, shape, device):
     import numpy as np
     from ember.compiler import Buffer
-    return Buffer.from_array(np.asarray(value, dtype=dtype.np).reshape(shape))
+    return Buffer.from_array(np.asarray(value, dtype=dtype.np).reshape(shape)).to(device)

@@ -2,10 +2,11 @@
 `clone`, `detach`, `requires_grad_`. Attached to Tensor on import."""
 from __future__ import annotations
 
-from ember.compiler import dtypes as D
+from ember.compiler import Node, dtypes as D
 
+from . import tracing as _tracing
 from .compose import TORCH_NAME
-from .tensor import Tensor, _canon_device
+from .tensor import Tensor, _canon_device, _grad_enabled, realize
 
 
 def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False,
@@ -29,7 +30,31 @@ def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_bl
         raise TypeError(f"to(): dtype must be an ember.dtype, not {type(dtype).__name__}")
     if dtype is self.dtype and device == self.device:
         return _clone(self) if copy else self
+    if device != self.device:
+        moved = _transfer(self, device)
+        return moved._apply("cast", arg=dtype) if dtype is not self.dtype else moved
     return self._apply("cast", arg=dtype) if dtype is not self.dtype else _clone(self)
+
+
+def _transfer(x: Tensor, device: str) -> Tensor:
+    """x's value on another device: computed where x lives, then copied (as PyTorch does).
+
+    Inside an ember.compile trace nothing can run, so the value stays lazy and is computed on the
+    target device instead (graphs do not depend on devices; buffers move to where they are used).
+    Gradients flow back through the copy."""
+    node = x.node
+    if node.op != "buffer" and _tracing.current is None:
+        realize(x)
+        node = x.node
+    if node.op == "buffer":
+        node = Node.make("buffer", arg=node.arg.to(device), dtype=node.dtype, shape=node.shape)
+    out = Tensor._wrap(node, device)
+    if x._ctx is not None and _grad_enabled():
+        from .autograd import Record
+        # the cotangent is used as it is: autograd builds one backward graph on the loss's device,
+        # whose buffers move to that device when it runs
+        out._ctx = Record("to", device, (x.node,), (x._ctx,), out.node, rule=lambda b, g, o, xs, arg: [g])
+    return out
 
 
 def _clone(self: Tensor, *, memory_format=None) -> Tensor:

@@ -33,15 +33,19 @@ def set_default_dtype(dt: D.DType) -> None:
 
 
 def _canon_device(device) -> str:
+    """'cpu' or 'cuda' (index 0); "cuda" raises, naming what is missing, where it cannot be served."""
     if device is None:
         return "cpu"
     name = str(device)
-    base = name.split(":")[0]
+    base, _, index = name.partition(":")
     if base == "cpu":
         return "cpu"
     if base == "cuda":
-        raise RuntimeError("device 'cuda' is not available: ember's CUDA runtime needs an NVIDIA GPU, "
-                           "the driver, and the 'cuda-bindings' and 'triton' packages")
+        from ember.compiler.runtime import cuda  # imports no GPU package until asked
+        cuda.require()
+        if index not in ("", "0"):
+            raise RuntimeError(f"CUDA error: invalid device ordinal {index!r}: ember uses one GPU, 'cuda:0'")
+        return "cuda"
     raise RuntimeError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
@@ -180,7 +184,7 @@ class Tensor:
         if self.node.op != "buffer":
             if _tracing.current is not None:
                 raise _tracing.value_read_error("reading a computed value (.item(), .numpy(), bool(), print)")
-            _realize([self.node])  # the node becomes a buffer leaf in place
+            _realize([self.node], self.device)  # the node becomes a buffer leaf in place
         return self.node.arg.numpy().reshape(self.node.shape)
 
     def __array__(self, dtype=None, copy=None):
@@ -297,10 +301,16 @@ def _const_node(value, dt: D.DType) -> Node:
 
 
 def realize(*tensors: Tensor) -> None:
-    """Compute several tensors together (their kernels are scheduled and fused as one program)."""
+    """Compute several tensors together (their kernels are scheduled and fused as one program,
+    one per device)."""
     if _tracing.current is not None:   # ember.compile realizes everything at the end of the trace
         return
-    _realize([t.node for t in tensors if t.node.op != "buffer"])
+    by_device: dict = {}
+    for t in tensors:
+        if t.node.op != "buffer":
+            by_device.setdefault(t.device, []).append(t.node)
+    for device, nodes in by_device.items():
+        _realize(nodes, device)
 
 
 def _grad_enabled() -> bool:

@@ -193,3 +193,40 @@ def test_random_numbers_advance_like_eager():
     eager = [ember.rand(5).numpy() for _ in range(5)]
     np.testing.assert_array_equal(np.stack(comp), np.stack(eager))
     assert len({tuple(c) for c in comp}) == 5
+
+
+_CUDA_STEP = """
+import json, sys
+import ember, ember.nn as nn
+dev = sys.argv[1]
+ember.manual_seed(0)
+m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.25), nn.Linear(8, 3)).to(dev)
+opt = ember.optim.Adam(m.parameters(), lr=0.05)
+lf = nn.CrossEntropyLoss()
+
+@ember.compile
+def step(x, y):
+    opt.zero_grad(); loss = lf(m(x), y); loss.backward(); opt.step(); return loss
+
+x, y = ember.randn(5, 4).to(dev), ember.tensor([0, 1, 2, 0, 1]).to(dev)
+losses = [step(x, y).item() for _ in range(5)]
+print(json.dumps({"losses": losses, "info": step.cache_info(), "device": str(m[0].weight.device)}))
+"""
+
+
+def test_compiled_step_on_the_triton_device_matches_cpu():
+    """The same compiled training step replayed by the Triton backend (its interpreter: the test
+    mode of the "cuda" device) gives the CPU's losses, dropout included."""
+    import json
+    import os
+    import subprocess
+    import sys
+    runs = {}
+    for dev, env in (("cpu", {}), ("cuda", {"EMBER_TRITON_INTERPRET": "1"})):
+        r = subprocess.run([sys.executable, "-c", _CUDA_STEP, dev], env={**os.environ, **env},
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[dev] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert runs["cuda"]["device"].startswith("cuda")
+    np.testing.assert_allclose(runs["cuda"]["losses"], runs["cpu"]["losses"], rtol=1e-5)
+    assert runs["cuda"]["info"]["hits"] == 2 and runs["cuda"]["info"]["variants"] == 1

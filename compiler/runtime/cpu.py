@@ -133,8 +133,11 @@ if hasattr(os, "register_at_fork"):
 
 def launch(fn, ptrs: list[int], work: int) -> None:
     """Run a kernel: one call per thread (each takes its share of every nest), or one call."""
+    if work < PARALLEL_MIN_WORK:
+        fn(*ptrs, 0, 1)
+        return
     nt = num_threads()
-    if nt == 1 or work < PARALLEL_MIN_WORK:
+    if nt == 1:
         fn(*ptrs, 0, 1)
         return
     futures = [_threads().submit(fn, *ptrs, t, nt) for t in range(1, nt)]
