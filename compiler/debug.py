@@ -207,19 +207,23 @@ class StageUnavailable(Exception):
 
 def _llvm(f):
     def stage(rec):
+        if rec.backend != "llvm":
+            raise StageUnavailable(f"{rec.name} ran on the {rec.backend} backend: its stages are "
+                                   "triton, ttir, ttgir, llir and ptx")
         from .runtime import cpu
         return f(cpu.compiler(), rec.compiled.source)
     return stage
 
 
-# stages whose backend is not built, with the reason: known before any kernel runs
-UNAVAILABLE = {s: "not available yet: the Triton backend is not built" for s in ("triton", "ttir", "ttgir", "ptx")}
-
-
-def _unavailable(stage):
-    def handler(rec):
-        raise StageUnavailable(UNAVAILABLE[stage])
-    return handler
+def _triton(name):
+    """Any kernel compiled by Triton for sm_90: no GPU needed, so CPU-run programs have these too."""
+    def stage(rec):
+        try:
+            from .codegen import triton as triton_codegen
+        except ImportError as e:   # the package, not the backend, is missing
+            raise StageUnavailable(f"the {name} stage needs the 'triton' package ({e})") from None
+        return triton_codegen.stage(rec.compiled.kernel, name)
+    return stage
 
 
 def _plan_stage(what, f):
@@ -232,8 +236,8 @@ def _plan_stage(what, f):
 
 
 # stage -> handler(KernelRecord) -> text. Every stage works from the backend-neutral kernel IR or
-# the kernel's own code; the Triton stages will compile any kernel for sm_90, so they will work
-# for CPU-run programs too.
+# the kernel's own code; the Triton stages compile any kernel for sm_90, so they work for CPU-run
+# programs too.
 STAGES = {
     "graph": _plan_stage("graph", lambda kp: kp.graph_text),
     "schedule": _plan_stage("schedule", KernelPlan.explain),
@@ -241,7 +245,7 @@ STAGES = {
     "llvm": lambda rec: rec.compiled.source,
     "llvm_opt": _llvm(lambda c, src: c.optimized_ir(src)),
     "asm": _llvm(lambda c, src: c.assembly(src)),
-    **{s: _unavailable(s) for s in UNAVAILABLE},
+    **{s: _triton(s) for s in ("triton", "ttir", "ttgir", "llir", "ptx")},
 }
 
 
@@ -307,7 +311,8 @@ class KernelRecord:
 def record_launch(compiled, seconds: float, outs) -> None:
     k = compiled.kernel
     nbytes = sum(p.numel * p.dtype.itemsize for p in k.params)
-    rec = KernelRecord(k.name, "llvm", list(k.ops), tuple(k.shape), seconds, nbytes, compiled)
+    rec = KernelRecord(k.name, getattr(compiled, "backend", "llvm"), list(k.ops), tuple(k.shape), seconds, nbytes,
+                       compiled)
     for c in _captures:
         c.kernels.append(rec)
     lv = level()
@@ -320,7 +325,7 @@ def record_launch(compiled, seconds: float, outs) -> None:
         if lv >= 4:
             print(compiled.source, file=sys.stderr)
         if lv >= 5:
-            print(rec.source("asm"), file=sys.stderr)
+            print(rec.source("asm" if rec.backend == "llvm" else "ptx"), file=sys.stderr)
 
 
 def record_realize(plan, cached: bool, seconds: float) -> None:

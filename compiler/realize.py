@@ -58,6 +58,7 @@ class CompiledKernel:
     fn: object
     cache_hit: bool
     reasons: list[str]
+    backend: str = "llvm"           # "llvm" (cpu) or "triton" (cuda)
 
 
 _plans: dict = {}

@@ -28,8 +28,8 @@ from pathlib import Path
 SCRIPT_COMMANDS = ("run", "kernels", "explain", "graph")
 STAGE_EXT = {"graph": ".graph.txt", "schedule": ".schedule.txt", "ir": ".kir", "llvm": ".ll",
              "llvm_opt": ".opt.ll", "asm": ".s", "triton": ".triton.py", "ttir": ".ttir",
-             "ttgir": ".ttgir", "ptx": ".ptx"}
-LEXER = {"llvm": "llvm", "llvm_opt": "llvm", "asm": "gas", "triton": "python", "ptx": "nasm"}
+             "ttgir": ".ttgir", "llir": ".llir.ll", "ptx": ".ptx"}
+LEXER = {"llvm": "llvm", "llvm_opt": "llvm", "llir": "llvm", "asm": "gas", "triton": "python", "ptx": "nasm"}
 
 
 class CLIError(Exception):
@@ -248,9 +248,6 @@ def _calibration(recalibrate: bool) -> dict:
 
 
 def cmd_kernels(a) -> int:
-    from ember.compiler.debug import UNAVAILABLE
-    if a.stage in UNAVAILABLE:  # known before running anything
-        raise CLIError(f"--stage {a.stage}: {UNAVAILABLE[a.stage]}", 1)
     cap, _, status = run_script(a.script, a.script_args, quiet=True)
     if status is not None:
         return status
@@ -290,18 +287,25 @@ def _source(s: KernelStats, stage: str) -> str:
 
 
 def _write_stages(stats, stage, out: Path) -> int:
-    from ember.compiler.debug import STAGES, UNAVAILABLE
-    stages = [stage] if stage else [s for s in STAGES if s not in UNAVAILABLE]
+    """Every stage of every kernel (or the one asked for); without --stage, stages a kernel does not
+    have (LLVM stages of a Triton kernel, Triton stages without the triton package) are skipped."""
+    from ember.compiler.debug import STAGES, StageUnavailable
     out.mkdir(parents=True, exist_ok=True)
-    n = 0
+    n, skipped = 0, {}
     for s in stats:
-        for st in stages:
-            (out / f"{s.index:02d}_{s.rec.name}{STAGE_EXT[st]}").write_text(_source(s, st) + "\n")
+        for st in ([stage] if stage else STAGES):
+            try:
+                text = s.rec.source(st)
+            except StageUnavailable as e:
+                if stage:
+                    raise CLIError(f"--stage {stage}: {e}", 1)
+                skipped.setdefault(st, str(e))
+                continue
+            (out / f"{s.index:02d}_{s.rec.name}{STAGE_EXT[st]}").write_text(text + "\n")
             n += 1
-    print(f"wrote {n} files ({', '.join(stages)} of {len(stats)} kernels) to {out}")
-    skipped = [s for s in STAGES if s in UNAVAILABLE and not stage]
-    if skipped:
-        print(f"skipped stages {', '.join(skipped)}: {UNAVAILABLE[skipped[0]]}", file=sys.stderr)
+    print(f"wrote {n} files ({stage or 'all stages'} of {len(stats)} kernels) to {out}")
+    for st, why in skipped.items():
+        print(f"skipped stage {st}: {why}", file=sys.stderr)
     return 0
 
 
@@ -420,12 +424,20 @@ def cmd_info(a) -> int:
         ["cores", f"{info['cores']} ({info['threads']} used by kernels)"],
         ["backends", ", ".join(f"{k}: {v}" for k, v in info["backends"].items())],
         ["CUDA driver", "found" if info["cuda_driver"] else "not found"],
+        ["cuda device", _cuda_line(info["cuda"])],
         ["Triton", info["triton"] or "not installed"],
         ["memory bandwidth", f"{cal['bandwidth_GBps']:.2f} GB/s  ({cal['bandwidth_method']})"],
         ["peak FLOP/s", f"{cal['peak_GFLOPs']:.2f} GFLOP/s  ({cal['peak_method']})"],
         ["calibrated", f"{cal['measured']} (`ember info --calibrate` to measure again)"],
     ])
     return 0
+
+
+def _cuda_line(c: dict) -> str:
+    if c["mode"] == "unavailable":
+        return f"unavailable: {c.get('reason', '')}"
+    cc = f", compute capability {c['compute_capability']}" if "compute_capability" in c else ""
+    return f"{c['device']} ({c['mode']}{cc})"
 
 
 # -- argument parsing -----------------------------------------------------------------------------------
@@ -446,7 +458,8 @@ def build_parser() -> _Parser:
     k = script_cmd("kernels", "list SCRIPT's kernels, or show one at a compiler stage", cmd_kernels)
     k.add_argument("--kernel", metavar="NAME|INDEX", help="a kernel by index (as listed) or name")
     k.add_argument("--stage", choices=list(STAGES), help="graph, schedule, kernel IR, LLVM IR (before/after "
-                   "optimization), assembly; Triton stages come with the Triton backend (default: ir)")
+                   "optimization), assembly; Triton source and its ttir/ttgir/llir/ptx compiled for sm_90, "
+                   "for any kernel, no GPU needed (default: ir)")
     k.add_argument("--out", metavar="DIR", help="write the kernels' stages to files in DIR")
     e = script_cmd("explain", "why each kernel boundary exists (the scheduler rule behind it)", cmd_explain)
     e.add_argument("--plan", type=int, help="only this plan (a compiled graph structure)")

@@ -61,10 +61,31 @@ def machine_info() -> dict:
         "cpu_features": [f[1:] for f in c.features.split(",") if f.startswith("+")],
         "cores": os.cpu_count(),
         "threads": cpu.num_threads(),
-        "backends": {"llvm": "available", "triton": "not built yet"},
+        "backends": {"llvm": "available",
+                     "triton": "available (any kernel compiles for sm_90)" if triton else "needs the 'triton' package"},
         "cuda_driver": ctypes.util.find_library("cuda") is not None,
+        "cuda": _cuda_info(),
         "triton": triton,
     }
+
+
+def _cuda_info() -> dict:
+    """How the "cuda" device is served: a GPU (name, compute capability), Triton's interpreter, or
+    not at all (and why)."""
+    from ember.compiler.runtime import cuda
+    mode = cuda.mode()
+    info = {"mode": mode or "unavailable", "devices": cuda.device_count()}
+    if mode is None:
+        info["reason"] = cuda._state.get("reason", "")
+    else:
+        info["device"] = cuda.device_name()
+        if mode == "gpu":
+            drv = cuda._driver()
+            dev = cuda._check(drv.cuDeviceGet(0))
+            attr = drv.CUdevice_attribute
+            info["compute_capability"] = ".".join(str(cuda._check(drv.cuDeviceGetAttribute(a, dev))) for a in (
+                attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR))
+    return info
 
 
 def _fingerprint() -> str:

@@ -116,7 +116,8 @@ def test_kernels_list_and_every_stage_written_by_out(cache_dir, tmp_path):
     assert [k["why"] for k in ks] == [["recompute"], ["output"]]   # the column sum, then the division
     out = tmp_path / "stages"
     p = ember("kernels", script("normalize.py"), "--out", out, cache=cache_dir)
-    assert len(list(out.iterdir())) == 2 * 6 and "skipped stages triton" in p.stderr
+    assert len(list(out.iterdir())) == 2 * 11    # every stage, the Triton ones (compiled for sm_90) included
+    assert "skipped" not in p.stderr
 
     def stage(k, ext):
         return (out / f"{k:02d}_{ks[k]['name']}{ext}").read_text()
@@ -173,7 +174,8 @@ def test_info_reports_the_host_and_a_calibration(cache_dir):
     llvm.initialize_native_target()
     assert info["cpu"] == llvm.get_host_cpu_name() and info["target"] == llvm.get_process_triple()
     assert info["cores"] == os.cpu_count()
-    assert info["backends"]["triton"] == "not built yet"
+    assert info["backends"]["triton"].startswith("available")
+    assert info["cuda"]["mode"] in ("unavailable", "gpu") and (info["cuda"]["mode"] == "gpu") == (info["cuda"]["devices"] > 0)
     assert info["calibration"]["bandwidth_GBps"] > 0 and "matmul" in info["calibration"]["peak_method"]
 
 
@@ -183,7 +185,6 @@ def test_info_reports_the_host_and_a_calibration(cache_dir):
     (("kernels", script("plain.py"), "--kernel", "7"), "no kernel 7"),
     (("kernels", script("plain.py"), "--kernel", "nonexistent"), "no kernel named 'nonexistent'"),
     (("kernels", script("plain.py"), "--stage", "bogus"), "invalid choice: 'bogus'"),
-    (("kernels", script("plain.py"), "--stage", "ptx"), "not available yet: the Triton backend is not built"),
     (("explain", script("plain.py"), "--plan", "3"), "no plan 3"),
     (("frobnicate",), "invalid choice"),
 ])
@@ -211,3 +212,10 @@ def test_explain_lists_compile_traces_with_the_failed_guard(cache_dir):
     assert any("Sequential.training changed to False" in r for r in reasons)
     text = ember("explain", script("compiled_step.py"), cache=cache_dir).stdout
     assert "ember.compile traces:" in text and "step: retrace: Sequential.training changed to False" in text
+
+
+def test_kernels_stage_ptx_compiles_a_cpu_kernel_for_sm_90(cache_dir):
+    [k] = as_json("kernels", script("plain.py"), "--stage", "ptx", cache=cache_dir)
+    assert ".target sm_90" in k["text"] and re.search(r"^\.visible \.entry \w+\(", k["text"], re.M)
+    [t] = as_json("kernels", script("plain.py"), "--stage", "triton", cache=cache_dir)
+    assert "@triton.jit" in t["text"]

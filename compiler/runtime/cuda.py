@@ -387,7 +387,7 @@ def compile_kernel(kernel, reasons):
         symbol = "ember_" + hashlib.sha256(key.encode()).hexdigest()[:16]
         tk = probe.rename(symbol)
         fn = _interpret_launcher(tk) if mode() == "interpret" else _gpu_launcher(tk)
-        ck = _compiled[key] = CompiledKernel(kernel.name, symbol, kernel, tk.source, fn, False, reasons)
+        ck = _compiled[key] = CompiledKernel(kernel.name, symbol, kernel, tk.source, fn, False, reasons, "triton")
         ck.triton = tk
     return ck
 
