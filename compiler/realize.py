@@ -47,6 +47,7 @@ class Plan:
     device: str = "cpu"
     program: list | None = None      # the launch list execute() runs, prepared on first use
     program_outputs: list | None = None
+    from_disk: bool = False          # loaded from the disk cache: no kernel IR (see get_plan)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class CompiledKernel:
     cache_hit: bool
     reasons: list[str]
     backend: str = "llvm"           # "llvm" (cpu) or "triton" (cuda)
+    object_key: str = ""            # its object code's disk cache key (cpu)
 
 
 _plans: dict = {}
@@ -93,9 +95,96 @@ def compile_kernel(kernel, reasons, device: str = "cpu") -> CompiledKernel:
         src = probe.replace("@KERNEL(", f"@{symbol}(", 1)
         c = cpu.compiler()
         obj, hit = c.object_code(src)
-        fn = c.load(obj, symbol, len(kernel.params))
-        ck = _kernels[probe] = CompiledKernel(kernel.name, symbol, kernel, src, fn, hit, reasons)
+        fn = _loaded.get(symbol) or c.load(obj, symbol, len(kernel.params))
+        _loaded[symbol] = fn
+        ck = _kernels[probe] = CompiledKernel(kernel.name, symbol, kernel, src, fn, hit, reasons,
+                                              object_key=c.object_key(src))
     return ck
+
+
+_loaded: dict = {}   # symbol -> callable: a kernel is loaded into the JIT once per process
+
+
+# -- plans on disk ----------------------------------------------------------------------------------
+# A CPU plan is also stored in the disk cache, keyed by the graph structure and a fingerprint of
+# the compiler's own source, so a new process running the same program (a warm start) skips
+# rewriting, scheduling, lowering and code generation: it loads the plan and its kernels' object
+# code. A plan from disk has no kernel IR: while debugging (ember.debug.capture, EMBER_DEBUG) plans
+# are built in full instead. Corrupt entries are reported and rebuilt (cache.get).
+
+PLAN_FORMAT = "ember-plan-1"
+
+
+@functools.lru_cache(maxsize=1)
+def _compiler_fingerprint() -> str:
+    import pathlib
+    h = hashlib.sha256(cpu.compiler().fingerprint.encode())
+    root = pathlib.Path(__file__).parent
+    for path in sorted([*root.rglob("*.py"), *(root.parent / "kernels").rglob("*.py")]):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _disk_key(key) -> str:
+    from . import cache
+    return cache.key(PLAN_FORMAT, _compiler_fingerprint(), repr(key))
+
+
+def _save_plan(key, plan: Plan) -> None:
+    import json
+    from . import cache
+    if not cache.enabled() or any(not st.compiled.object_key for st in plan.steps):
+        return
+    doc = {"steps": [{"name": st.name, "symbol": st.compiled.symbol, "object": st.compiled.object_key,
+                      "nparams": len(st.params), "params": st.params, "out_tmps": st.out_tmps,
+                      "free_after": st.free_after, "work": st.work, "reasons": st.compiled.reasons}
+                     for st in plan.steps],
+           "tmps": [(dt.name, n) for dt, n in plan.tmps], "outputs": plan.outputs, "text": plan.schedule_text}
+    cache.put(_disk_key(key), json.dumps(doc).encode(), ".plan")
+
+
+def _load_plan(key) -> Plan | None:
+    import json
+    from . import cache
+    from .dtypes import by_name
+    if not cache.enabled():
+        return None
+    raw = cache.get(_disk_key(key), ".plan")
+    if raw is None:
+        return None
+    doc = json.loads(raw)
+    c = cpu.compiler()
+    steps = []
+    for d in doc["steps"]:
+        fn = _loaded.get(d["symbol"])
+        if fn is None:
+            obj = cache.get(d["object"])
+            if obj is None:   # the kernel's object code is gone: build the plan again
+                return None
+            fn = _loaded[d["symbol"]] = c.load(obj, d["symbol"], d["nparams"])
+        ck = CompiledKernel(d["name"], d["symbol"], None, None, fn, True, d["reasons"], object_key=d["object"])
+        steps.append(Step(d["name"], fn, [tuple(p) for p in d["params"]], d["out_tmps"], d["free_after"],
+                          d["work"], ck))
+    return Plan(steps, [(by_name(n), k) for n, k in doc["tmps"]], [tuple(o) for o in doc["outputs"]],
+                doc["text"], "cpu", from_disk=True)
+
+
+def get_plan(key, outputs: list[Node], leaves: list[Node], device: str = "cpu") -> tuple[Plan, bool]:
+    """The plan for a graph structure: from memory, from disk (cpu), or built. (plan, was cached)"""
+    pkey = key if device == "cpu" else (device, key)
+    plan = _plans.get(pkey)
+    debugging = debug.active()
+    if plan is not None and not (plan.from_disk and debugging):
+        return plan, True
+    if device == "cpu" and not debugging:
+        plan = _load_plan(key)
+        if plan is not None:
+            _plans[pkey] = plan
+            return plan, True
+    plan = _plans[pkey] = build_plan(outputs, leaves, device)
+    if device == "cpu":
+        _save_plan(key, plan)
+    return plan, False
 
 
 class _CPU:
@@ -192,11 +281,7 @@ def run(outputs: list[Node], device: str = "cpu") -> None:
     """Compute `outputs` on `device`; each becomes a buffer leaf."""
     t0 = time.perf_counter()
     key, leaves = structure_key(outputs)
-    pkey = key if device == "cpu" else (device, key)
-    plan = _plans.get(pkey)
-    cached = plan is not None
-    if plan is None:
-        plan = _plans[pkey] = build_plan(outputs, leaves, device)
+    plan, cached = get_plan(key, outputs, leaves, device)
     results = execute(plan, device_buffers(leaves, device))
     for node, buf in zip(outputs, results):
         node.become_buffer(buf)
@@ -260,4 +345,4 @@ def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
     return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "execute", "build_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]
+__all__ = ["run", "execute", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]

@@ -288,7 +288,7 @@ class _Program:
     """One traced call: its plan, where each input buffer comes from and where each result goes."""
 
     def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
-        from ember.compiler.realize import _plans, build_plan, device_buffers, execute, structure_key
+        from ember.compiler.realize import device_buffers, execute, get_plan, structure_key
         out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
         lazy = [n for n in out_nodes if not n.realized]
         devices = {t.device for t in targets + returned if not t.node.realized}
@@ -296,10 +296,7 @@ class _Program:
             raise tracing.TraceError(f"a compiled function must compute on one device, this one used {sorted(devices)}")
         device = devices.pop() if devices else "cpu"
         key, leaves = structure_key(lazy) if lazy else ("", [])
-        pkey = key if device == "cpu" else (device, key)   # shared with eager realize (realize.run)
-        plan = _plans.get(pkey) if lazy else None
-        if lazy and plan is None:
-            plan = _plans[pkey] = build_plan(lazy, leaves, device)
+        plan = get_plan(key, lazy, leaves, device)[0] if lazy else None   # shared with eager realize
         leaf_bufs = device_buffers(leaves, device)   # host data moves to the device once, in the leaf
         self.device = device
         self.plan, self.spec = plan, spec

@@ -67,9 +67,12 @@ class CPUCompiler:
         pm = pb.getModulePassManager()
         pm.run(mod, pb)
 
+    def object_key(self, ir: str) -> str:
+        return cache.key("llvm-object", self.fingerprint, ir)
+
     def object_code(self, ir: str) -> tuple[bytes, bool]:
         """Machine code for `ir`, from the disk cache when possible. Returns (code, cache_hit)."""
-        k = cache.key("llvm-object", self.fingerprint, ir)
+        k = self.object_key(ir)
         obj = cache.get(k)
         if obj is not None:
             return obj, True
