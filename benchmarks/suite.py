@@ -169,3 +169,4 @@ BENCHMARKS = (
     ),
 )
 BENCHMARKS += importlib.import_module(".gemm", __package__).BENCHMARKS  # GEMM rows live in gemm.py
+BENCHMARKS += importlib.import_module(".cnn", __package__).BENCHMARKS  # conv2d and the CNN step: cnn.py

@@ -41,9 +41,11 @@ class ScheduledKernel:
     reasons: list[str] = field(default_factory=list)
 
 
-def _roots(outputs: list[Node], extra: dict, templates: dict) -> dict:
+def _roots(outputs: list[Node], extra: dict, templates: dict, gemms: dict | None = None) -> dict:
     """id(node) -> (node, reason) for every node that gets a buffer; fills `templates` with
-    id(node) -> (template kernel, operand nodes) for nodes a template computes."""
+    id(node) -> (template kernel, operand nodes) for nodes a template computes (`gemms` remembers
+    match_gemm's answers across the scheduler's retries)."""
+    gemms = {} if gemms is None else gemms
     order = toposort(outputs)
     roots = {id(n): (n, "output") for n in outputs}
     roots.update(extra)
@@ -51,7 +53,9 @@ def _roots(outputs: list[Node], extra: dict, templates: dict) -> dict:
         if n.op == "contiguous" and id(n) not in roots:
             roots[id(n)] = (n, "contiguous")
         if n.op == "sum" and not n.realized:
-            m = match_gemm(n)
+            if id(n) not in gemms:
+                gemms[id(n)] = match_gemm(n)
+            m = gemms[id(n)]
             if m is not None:
                 kern, a, b = m
                 templates[id(n)] = (kern, [a, b])
@@ -68,35 +72,73 @@ def _roots(outputs: list[Node], extra: dict, templates: dict) -> dict:
             roots[id(n)] = (n, "size-limit")
             c = 1
         cost[id(n)] = c
-    # shared reductions: one at a time, the one nearest the outputs first, since giving it a
-    # buffer takes everything beneath it out of the other kernels
-    while True:
-        n = _latest_shared_reduction(order, roots)
-        if n is None:
-            return roots
-        while n.kind == MOVEMENT:  # buffer the computed value, not a view of it
-            n = n.srcs[0]
-        roots[id(n)] = (n, "shared-reduce")
+    _shared_reductions(order, roots)
+    return roots
 
 
-def _latest_shared_reduction(order: list[Node], roots: dict) -> Node | None:
-    bit = {rid: 1 << k for k, rid in enumerate(roots)}
-    member: dict = {}          # id -> bitmask of the kernels a node is inlined into
+def _shared_reductions(order: list[Node], roots: dict) -> None:
+    """Give a buffer to each node that contains a reduction and is inlined into several kernels,
+    the one nearest the outputs first: buffering it takes everything beneath it out of the other
+    kernels. (A view is not buffered: the computed value under it is.)
+
+    One reverse topological pass. Buffering a node changes only which kernels the nodes beneath it
+    belong to (not yet visited) and whether the nodes above it contain an inlined reduction, which
+    only turns true into false — so no visited node becomes a candidate again, and candidates are
+    met in the order of the rule above. `member` holds the one kernel a node is inlined into, or
+    MANY; `has_red` is memoized and updated incrementally when a view's source gets a buffer."""
+    many = object()
+    member: dict = {}
+    has_red: dict = {}
+    users: dict = {}
+    for n in order:
+        for s in n.srcs:
+            users.setdefault(id(s), []).append(n)
+
+    def inlined(n: Node):
+        return [s for s in n.srcs if id(s) not in roots and not s.realized]
+
+    def red(n: Node) -> bool:
+        stack = [n]
+        while stack:
+            x = stack[-1]
+            if id(x) in has_red:
+                stack.pop()
+                continue
+            if x.kind in (REDUCE, GATHER):
+                has_red[id(x)] = True
+                stack.pop()
+                continue
+            todo = [s for s in inlined(x) if id(s) not in has_red]
+            if todo:
+                stack.extend(todo)
+                continue
+            has_red[id(x)] = any(has_red[id(s)] for s in inlined(x))
+            stack.pop()
+        return has_red[id(n)]
+
+    def buffered(s: Node) -> None:  # s became a root: its users may no longer inline a reduction
+        stack = [u for u in users.get(id(s), []) if has_red.get(id(u))]
+        while stack:
+            u = stack.pop()
+            if has_red.get(id(u)) and u.kind not in (REDUCE, GATHER) and not any(has_red[id(x)] for x in inlined(u)):
+                has_red[id(u)] = False
+                stack.extend(users.get(id(u), []))
+
     for n in reversed(order):
-        m = bit[id(n)] if id(n) in roots else member.get(id(n), 0)
+        if n.realized:
+            continue
+        if id(n) not in roots and member.get(id(n)) is many and red(n):
+            s = n
+            while s.kind == MOVEMENT:
+                s = s.srcs[0]
+            roots[id(s)] = (s, "shared-reduce")
+            if s is not n:
+                buffered(s)
+        tag = id(n) if id(n) in roots else member.get(id(n))
         for s in n.srcs:
             if not s.realized:
-                member[id(s)] = member.get(id(s), 0) | m
-    has_red: dict = {}
-    for n in order:
-        has_red[id(n)] = n.kind in (REDUCE, GATHER) or any(
-            has_red[id(s)] for s in n.srcs if id(s) not in roots and not s.realized)
-    for n in reversed(order):
-        if id(n) in roots or n.realized:
-            continue
-        if has_red[id(n)] and bin(member.get(id(n), 0)).count("1") > 1:
-            return n
-    return None
+                cur = member.get(id(s))
+                member[id(s)] = tag if cur is None or cur == tag else many
 
 
 def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
@@ -104,11 +146,13 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
     extra: dict = {}
     merge_dependent = True
     tolerate: set = set()   # reductions that are roots already: recomputing them is unavoidable
+    lowered: dict = {}      # lowering results kept across retries (one retry changes few kernels)
+    gemms: dict = {}
     while True:
         templates: dict = {}
-        roots = _roots(outputs, extra, templates)
+        roots = _roots(outputs, extra, templates, gemms)
         try:
-            return _group(outputs, roots, templates, merge_dependent, tolerate)
+            return _group(outputs, roots, templates, merge_dependent, tolerate, lowered)
         except NeedsRealize as e:
             if id(e.node) in roots:
                 if merge_dependent:  # a merged root recomputed at another index: stop merging
@@ -120,7 +164,7 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
 
 
 def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: bool = True,
-           tolerate: set = frozenset()) -> list[ScheduledKernel]:
+           tolerate: set = frozenset(), lowered: dict | None = None) -> list[ScheduledKernel]:
     """Merge roots into kernels. A kernel holds one loop nest per output shape; a root joins the
     current kernel unless it reads (through another kernel) something the kernel computes. Roots
     of one shape share a nest, so one of them reading another is simply fused and computed once."""
@@ -161,23 +205,53 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
             kern, operands = templates[id(g[0])]
             out.append(ScheduledKernel(g, kern, [g[0]] + operands, [roots[id(g[0])][1]]))
             continue
-        ids = {id(n) for n in g}
-        nests: dict = {}
-        for n in g:
-            nests.setdefault(n.shape, []).append(n)
-        kernel, inputs = lower(list(nests.values()), lambda n: n.realized or (id(n) in roots and id(n) not in ids),
-                               tolerate=tolerate)
+        kernel, inputs = _lower_group(g, roots, tolerate, {} if lowered is None else lowered)
         out.append(ScheduledKernel(g, kernel, inputs, [roots[id(n)][1] for n in g]))
     return out
 
 
+def _lower_group(g: list[Node], roots: dict, tolerate: set, lowered: dict):
+    """lower() of one group, remembered under what it depends on: the outputs, the buffers it reads
+    and the tolerated reductions inside it (so a retry of the schedule re-lowers only the kernels
+    its new buffer touches). A NeedsRealize is remembered and raised again too."""
+    ids = {id(n) for n in g}
+
+    def is_input(n):
+        return n.realized or (id(n) in roots and id(n) not in ids)
+    reads, seen, stack = set(), set(), list(g)
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        for s in n.srcs:
+            if is_input(s):
+                reads.add(id(s))
+            else:
+                stack.append(s)
+    key = (tuple(id(n) for n in g), frozenset(reads), frozenset(seen & tolerate))
+    hit = lowered.get(key)
+    if hit is None:
+        nests: dict = {}
+        for n in g:
+            nests.setdefault(n.shape, []).append(n)
+        try:
+            hit = lower(list(nests.values()), is_input, tolerate=tolerate)
+        except NeedsRealize as e:
+            hit = e
+        lowered[key] = hit
+    if isinstance(hit, NeedsRealize):
+        raise hit
+    return hit
+
+
 def _bits(m: int):
-    k = 0
+    """Positions of the set bits of m (cost per set bit, not per bit: masks are as wide as the
+    number of kernels)."""
     while m:
-        if m & 1:
-            yield k
-        m >>= 1
-        k += 1
+        low = m & -m
+        yield low.bit_length() - 1
+        m ^= low
 
 
 def _can_join(n: Node, members: int, direct: dict, reach: dict, order, merge_dependent: bool) -> bool:

@@ -21,6 +21,12 @@ the same to the micro-kernel; the strides are compile-time constants, so each pa
 specialised (contiguous rows become vector copies, transposed B an 8x8 register transpose).
 Shapes are constants too: one kernel per (shape, strides), like every ember kernel.
 
+A role's stride may also be mixed-radix modes ((size, stride), ...), innermost first: offset(i) =
+Σ stride_j * digit_j(i). That is how a convolution's window view is read (a window position p is
+(row, column) = (p // W, p % W)): each block fills a table of its rows', columns' and k's offsets,
+and packing reads through it, copying runs that turn out contiguous with vector loads. im2col
+happens in packing; no column buffer is ever written.
+
 Two copies are skipped where they cannot pay: with few columns (N <= 2 NR) each packed A element
 would serve at most two slivers, so the micro-kernel reads A in place; with a single panel of rows
 (M <= MR, GEMV-like) it reads row-contiguous B in place, prefetching rows ahead in software.
@@ -35,6 +41,7 @@ from dataclasses import dataclass, replace
 
 from ..compiler import dtypes as D
 
+from .gemm_pack import _affine, _fill, _fill_runs, _offset, _pack_a, _pack_b, _runs
 from .llvm_ir import Function
 
 
@@ -121,6 +128,12 @@ class _Spec:
     cfg: Config
 
     @property
+    def tab_bytes(self) -> int:
+        """Scratch for the offset tables of non-affine roles: A rows (MC), A and B k's (KC each),
+        B columns (NC), and the run flags of the two k tables (one per VEC k's), as i64."""
+        return 8 * (self.cfg.mc + 2 * self.kce + self.cfg.nc + 2 * (self.kce // self.cfg.vec + 1))
+
+    @property
     def a_kmajor(self) -> bool:
         """Pack A slivers as [k][MR] when its rows are strided and its columns contiguous (A^T
         views); else as MR rows of KCe contiguous elements. Either way packing reads A along its
@@ -131,7 +144,7 @@ class _Spec:
     def a_direct(self) -> bool:
         """With few columns of C each packed A element would serve only a few B slivers, so the
         copy does not pay: the micro-kernel then reads A in place (A's block stays in L2)."""
-        return self.N <= 2 * self.cfg.nr and 1 in self.sa[1:]
+        return self.N <= 2 * self.cfg.nr and 1 in self.sa[1:] and _affine(self.sa[1]) and _affine(self.sa[2])
 
     @property
     def a_steps(self) -> tuple[int, int]:
@@ -144,11 +157,17 @@ class _Spec:
     def b_direct(self) -> bool:
         """With a single panel of rows (GEMV-like), packing B costs more than the product: the
         micro-kernel then reads row-contiguous B in place (only the ragged last sliver is packed)."""
-        return self.M <= self.cfg.mr and self.sb[2] == 1
+        return self.M <= self.cfg.mr and self.sb[2] == 1 and _affine(self.sb[1])
 
     @property
     def kce(self) -> int:
-        return min(self.cfg.kc, self.K)
+        """The k block: KC, or K itself when it is at most 1.25 KC, else K split into equal blocks
+        of at most KC (a ragged last block would make one more pass over C for a few k's)."""
+        kc = self.cfg.kc
+        if self.K <= kc * 5 // 4:
+            return max(self.K, 1)
+        per = -(-self.K // -(-self.K // kc))            # ceil(K / number of blocks)
+        return min(kc, -(-per // 4) * 4)                # rounded up to the micro-kernel's unroll
 
     @property
     def vty(self) -> str:
@@ -161,7 +180,9 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
     """LLVM IR text defining `void @<symbol>(ptr noalias %c, ptr noalias %a, ptr noalias %b, i64 %tid,
     i64 %nt)`: thread tid's share (of nt) of C[t] = A[t] @ B[t] for t < batch, with C contiguous
     (batch, M, N) and A[t, m, k] at a + a_offset + t*a_strides[0] + m*a_strides[1] + k*a_strides[2]
-    (B likewise over (t, k, n)), in elements. Strides may be 0 (broadcast) or in any order.
+    (B likewise over (t, k, n)), in elements. Strides may be 0 (broadcast), negative or in any
+    order; a stride may instead be modes ((size, stride), ...) innermost first, the role's offset
+    then being Σ stride_j * ((i // (size_0 ... size_{j-1})) % size_j).
 
     >>> src = render_gemm("mm", D.float32, 1, 64, 64, 64, (0, 64, 1), (0, 1, 64))  # A @ B^T
     """
@@ -304,136 +325,59 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
     return f.render()
 
 
-def _pack_a(s: _Spec) -> str:
-    """@<sym>.packa(dst, src, mc, kc): the mc x kc block of A at src into MR-row slivers."""
-    cfg, ty = s.cfg, s.ty
-    _, sam, sak = s.sa
-    f = Function(f"{s.sym}.packa", "void", [("ptr noalias", "dst"), ("ptr noalias", "src"), ("i64", "mc"),
-                                           ("i64", "kc")], "noinline #0")
-    if s.a_kmajor:  # sliver p: [k][MR]; reads A^T along its contiguous rows
-        def copy(i0, k, i):
-            x = f.load(ty, f.gep(ty, "%src", f.add(f.mul(f.add(i0, i), sam), f.mul(k, sak))), s.isz)
-            f.store(ty, x, f.gep(ty, "%dst", f.add(f.mul(i0, "%kc"), f.add(f.mul(k, cfg.mr), i))), s.isz)
-        full = f.mul(f(f"udiv i64 %mc, {cfg.mr}"), cfg.mr)
-        with f.loop("0", full, cfg.mr) as i0:
-            with f.loop("0", "%kc") as k:
-                for i in range(cfg.mr):
-                    copy(i0, k, i)
-        with f.loop("0", "%kc") as k:       # the ragged last sliver
-            with f.loop("0", f.sub("%mc", full)) as i:
-                copy(full, k, i)
-    else:           # row i at i*KCe: a contiguous copy per row when A is row-major
-        with f.loop("0", "%mc") as i:
-            src, dst = f.gep(ty, "%src", f.mul(i, sam)), f.gep(ty, "%dst", f.mul(i, s.kce))
-            with f.loop("0", "%kc") as k:
-                f.store(ty, f.load(ty, f.gep(ty, src, f.mul(k, sak)), s.isz), f.gep(ty, dst, k), s.isz)
-    f.do("ret void")
-    return f.render()
-
-
-def _transpose(f: Function, rows: list[str], vty: str, V: int) -> list[str]:
-    """Columns of the V x V matrix whose rows are `rows`: log2(V) rounds of interleaving pairs
-    (perfect-shuffle transpose); for 8 floats, the unpck/shufps/vperm2f128 network."""
-    def shuf(x, y, mask):
-        return f(f"shufflevector {vty} {x}, {vty} {y}, <{V} x i32> <{', '.join(f'i32 {m}' for m in mask)}>")
-    if V == 8:
-        lo = [0, 8, 1, 9, 4, 12, 5, 13]
-        t = [shuf(rows[i & ~1], rows[i | 1], [m + (2 if i & 1 else 0) for m in lo]) for i in range(8)]
-        u = []
-        for g in (0, 4):
-            for i in range(4):
-                x, y = t[g + (i >> 1)], t[g + 2 + (i >> 1)]
-                u.append(shuf(x, y, [m + (2 if i & 1 else 0) for m in (0, 1, 8, 9, 4, 5, 12, 13)]))
-        # u = [u0 u1 u2 u3 | u4 u5 u6 u7]: rows 0-3 and 4-7 of columns (q, q+4) for q = 0..3
-        return [shuf(u[q & 3], u[4 + (q & 3)], [0, 1, 2, 3, 8, 9, 10, 11] if q < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
-                for q in range(8)]
-    half = V // 2
-    for _ in range(V.bit_length() - 1):
-        nxt = []
-        for i in range(half):
-            x, y = rows[i], rows[i + half]
-            nxt.append(shuf(x, y, [m for l in range(half) for m in (l, V + l)]))
-            nxt.append(shuf(x, y, [m for l in range(half, V) for m in (l, V + l)]))
-        rows = nxt
-    return rows
-
-
-def _pack_b(s: _Spec) -> str:
-    """@<sym>.packb(dst, src, kc, nc): the kc x nc block of B at src into NR-column slivers
-    [k][NR] of kc*NR elements, the last one zero-padded."""
-    cfg, ty, v, V = s.cfg, s.ty, s.vty, s.cfg.vec
-    _, sbk, sbn = s.sb
-    nr = cfg.nr
-    f = Function(f"{s.sym}.packb", "void", [("ptr noalias", "dst"), ("ptr noalias", "src"), ("i64", "kc"),
-                                           ("i64", "nc")], "noinline #0")
-    full = f("udiv i64 %nc, " + str(nr))
-    with f.loop("0", full) as p:
-        dst = f.gep(ty, "%dst", f.mul(f.mul(p, "%kc"), nr))
-        src = f.gep(ty, "%src", f.mul(f.mul(p, nr), sbn))
-        kdone = "0"
-        if sbn == 1:                      # rows of B are contiguous: vector copies
-            with f.loop("0", "%kc") as k:
-                for j in range(0, nr, V):
-                    x = f.load(v, f.gep(ty, src, f.add(f.mul(k, sbk), j)), s.isz)
-                    f.store(v, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), V * s.isz)
-            kdone = "%kc"
-        elif sbk == 1:                    # B^T: V x V register transposes of V columns x V k's
-            kdone = f("and i64 %kc, " + str(-V))
-            with f.loop("0", kdone, V) as k:
-                for j in range(0, nr, V):
-                    rows = [f.load(v, f.gep(ty, src, f.add(f.mul(j + r, sbn), k)), s.isz) for r in range(V)]
-                    for q, col in enumerate(_transpose(f, rows, v, V)):
-                        f.store(v, col, f.gep(ty, dst, f.add(f.mul(f.add(k, q), nr), j)), V * s.isz)
-        with f.loop(kdone, "%kc") as k:   # general strides, or the k tail of the transposed path
-            for j in range(nr):
-                x = f.load(ty, f.gep(ty, src, f.add(f.mul(k, sbk), j * sbn)), s.isz)
-                f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
-    rem = f("urem i64 %nc, " + str(nr))
-    with f.if_(f(f"icmp ne i64 {rem}, 0")):
-        dst = f.gep(ty, "%dst", f.mul(f.mul(full, "%kc"), nr))
-        src = f.gep(ty, "%src", f.mul(f.mul(full, nr), sbn))
-        nbytes = f.mul("%kc", nr * s.isz)
-        f.do(f"call void @llvm.memset.p0.i64(ptr align {V * s.isz} {dst}, i8 0, i64 {nbytes}, i1 false)")
-        with f.loop("0", "%kc") as k:
-            with f.loop("0", rem) as j:
-                x = f.load(ty, f.gep(ty, src, f.add(f.mul(k, sbk), f.mul(j, sbn))), s.isz)
-                f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
-    f.do("ret void")
-    return f.render()
-
-
 def _block(s: _Spec) -> str:
-    """@<sym>.blk(c, a, b, pa, pb, t, m0, m1, n0, n1): C[t][m0:m1, n0:n1] with packing buffers pa, pb."""
+    """@<sym>.blk(c, a, b, pa, pb, tab, t, m0, m1, n0, n1): C[t][m0:m1, n0:n1] with packing buffers
+    pa, pb and scratch `tab` for the offset tables of roles that are not affine (filled per block,
+    so packing costs a table load, not a division, per element)."""
     cfg, ty = s.cfg, s.ty
     _, sam, sak = s.sa
     _, sbk, sbn = s.sb
     f = Function(f"{s.sym}.blk", "void", [("ptr noalias", "c"), ("ptr", "a"), ("ptr", "b"), ("ptr noalias", "pa"),
-                                         ("ptr noalias", "pb"), ("i64", "t"), ("i64", "m0"), ("i64", "m1"),
+                                         ("ptr noalias", "pb"), ("ptr noalias", "tab"), ("i64", "t"), ("i64", "m0"), ("i64", "m1"),
                                          ("i64", "n0"), ("i64", "n1")], "noinline #0")
-    a = f.gep(ty, "%a", f.add(s.aoff, f.mul("%t", s.sa[0])))
-    b = f.gep(ty, "%b", f.add(s.boff, f.mul("%t", s.sb[0])))
+    mt = "%tab"
+    kta = f.gep("i64", mt, cfg.mc)
+    ktb = f.gep("i64", kta, s.kce)
+    ntb = f.gep("i64", ktb, s.kce)
+    kfa = f.gep("i64", ntb, cfg.nc)
+    kfb = f.gep("i64", kfa, s.kce // cfg.vec + 1)
+
+    def origin(i, stride):   # affine roles move the block's pointer; tables hold absolute offsets
+        return f.mul(i, stride) if _affine(stride) else "0"
+    a = f.gep(ty, "%a", f.add(s.aoff, _offset(f, "%t", s.sa[0])))
+    b = f.gep(ty, "%b", f.add(s.boff, _offset(f, "%t", s.sb[0])))
     c = f.gep(ty, "%c", f.mul("%t", s.M * s.N))
     with f.loop("%n0", "%n1", cfg.nc) as jc:
         nc = f.min(cfg.nc, f.sub("%n1", jc))
-        with f.loop("0", s.K, cfg.kc) as pc:
-            kc = f.min(cfg.kc, f.sub(s.K, pc))
-            bk = f.gep(ty, b, f.add(f.mul(pc, sbk), f.mul(jc, sbn)))
+        if not _affine(sbn):
+            _fill(f, ntb, jc, nc, sbn)
+        with f.loop("0", s.K, s.kce) as pc:
+            kc = f.min(s.kce, f.sub(s.K, pc))
+            for tab, flags, stride in ((kta, kfa, sak), (ktb, kfb, sbk)):
+                if not _affine(stride):
+                    _fill(f, tab, pc, kc, stride)
+                    if _runs(stride, cfg.vec):
+                        _fill_runs(f, flags, tab, kc, cfg.vec)
+            bk = f.gep(ty, b, f.add(origin(pc, sbk), origin(jc, sbn)))
             if s.b_direct:              # pack only the ragged last sliver
                 nfull = f.mul(f(f"udiv i64 {nc}, {cfg.nr}"), cfg.nr)
                 with f.if_(f(f"icmp ult i64 {nfull}, {nc}")):
                     edge = f.gep(ty, bk, nfull)
-                    f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {edge}, i64 {kc}, i64 {f.sub(nc, nfull)})")
+                    f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {edge}, i64 {kc}, i64 {f.sub(nc, nfull)}, "
+                         f"ptr {ktb}, ptr {ntb}, ptr {kfb})")
             else:
-                f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {bk}, i64 {kc}, i64 {nc})")
+                f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {bk}, i64 {kc}, i64 {nc}, ptr {ktb}, ptr {ntb}, ptr {kfb})")
             acc = f(f"icmp ne i64 {pc}, 0")
             with f.loop("%m0", "%m1", cfg.mc) as ic:
                 mc = f.min(cfg.mc, f.sub("%m1", ic))
-                ablock = f.gep(ty, a, f.add(f.mul(ic, sam), f.mul(pc, sak)))
+                if not _affine(sam):
+                    _fill(f, mt, ic, mc, sam)
+                ablock = f.gep(ty, a, f.add(origin(ic, sam), origin(pc, sak)))
                 if s.a_direct:
                     apanel = ablock
                 else:
                     apanel = "%pa"
-                    f.do(f"call void @{s.sym}.packa(ptr %pa, ptr {ablock}, i64 {mc}, i64 {kc})")
+                    f.do(f"call void @{s.sym}.packa(ptr %pa, ptr {ablock}, i64 {mc}, i64 {kc}, ptr {mt}, ptr {kta}, ptr {kfa})")
                 crow = f.gep(ty, c, f.add(jc, f.mul(ic, s.N)))
                 if s.b_direct:          # one panel of exactly M rows
                     uk = f"@{s.sym}.uk{s.M}"
@@ -496,10 +440,12 @@ def _driver(s: _Spec) -> str:
             mce = min(cfg.mc, -(-s.M // cfg.mr) * cfg.mr)
             nce = min(cfg.nc, pn * cfg.nr)
             a_bytes = (mce * s.kce * s.isz + 63) // 64 * 64
-            raw = f(f"call ptr @malloc(i64 {a_bytes + nce * s.kce * s.isz + 64})")
+            b_bytes = (nce * s.kce * s.isz + 63) // 64 * 64
+            raw = f(f"call ptr @malloc(i64 {a_bytes + b_bytes + s.tab_bytes + 64})")
             misalign = f(f"and i64 {f(f'ptrtoint ptr {raw} to i64')}, 63")
             pa = f.gep("i8", raw, f.sub(64, misalign))    # 64-byte aligned: aligned vector access
             pb = f.gep("i8", pa, a_bytes)
+            tab = f.gep("i8", pb, b_bytes)
             t0, t1 = f(f"udiv i64 {u0}, {per}"), f(f"udiv i64 {f.add(u1, f.sub(per, 1))}, {per}")
             with f.loop(t0, t1) as t:
                 first = f.mul(t, per)
@@ -509,7 +455,7 @@ def _driver(s: _Spec) -> str:
                 m1 = f(f"select i1 {by_rows}, i64 {f.min(f.mul(hi, cfg.mr), s.M)}, i64 {s.M}")
                 n0 = f(f"select i1 {by_rows}, i64 0, i64 {f.mul(lo, cfg.nr)}")
                 n1 = f(f"select i1 {by_rows}, i64 {s.N}, i64 {f.min(f.mul(hi, cfg.nr), s.N)}")
-                f.do(f"call void @{s.sym}.blk(ptr %c, ptr %a, ptr %b, ptr {pa}, ptr {pb}, i64 {t}, "
+                f.do(f"call void @{s.sym}.blk(ptr %c, ptr %a, ptr %b, ptr {pa}, ptr {pb}, ptr {tab}, i64 {t}, "
                      f"i64 {m0}, i64 {m1}, i64 {n0}, i64 {n1})")
             f.do(f"call void @free(ptr {raw})")
     f.do("ret void")

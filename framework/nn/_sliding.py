@@ -3,7 +3,8 @@
 `windows(x, kernel, stride, dilation)` turns (N, C, *spatial) into (N, C, *out, *kernel) without
 copying: per spatial axis of length n it tiles the axis, and re-reads the tiled sequence as rows
 of length n + dilation, so that row j starts dilation * j further along; a strided slice of each
-row then picks the windows' positions. Every step is a movement primitive (expand, reshape,
+row then picks the windows' positions. Windows that do not overlap (stride >= dilated kernel, as in
+2x2 max-pooling) are simply rows of a reshape. Every step is a movement primitive (expand, reshape,
 slice), so the window indexing becomes index arithmetic inside whichever kernel reads it (a
 convolution is then one fused reduction), and autograd's movement rules give the backward pass.
 """
@@ -27,6 +28,16 @@ def ntuple(value, n: int, name: str = "argument") -> tuple:
     return (int(value),) * n
 
 
+def batched(input: Tensor, nsp: int, error: str) -> tuple[Tensor, bool]:
+    """(input with a batch dim, whether one was added) for (C, *spatial) or (N, C, *spatial) input
+    with nsp spatial dims; `error` (formatted with `shape`) is raised for any other rank."""
+    if input.ndim == nsp + 1:
+        return input.unsqueeze(0), True
+    if input.ndim != nsp + 2:
+        raise RuntimeError(error.format(shape=list(input.shape)))
+    return input, False
+
+
 def _slice(x: Tensor, axis: int, start: int, size: int, step: int = 1) -> Tensor:
     arg = tuple((start, step, size) if i == axis else (0, 1, n) for i, n in enumerate(x.shape))
     return x._apply("slice", arg=arg)
@@ -39,6 +50,13 @@ def _windows_last(x: Tensor, k: int, s: int, d: int, o: int) -> Tensor:
     if k == 1 or o == 0:  # a plain strided slice
         w = _slice(x, nd, 0, o, s)._apply("reshape", arg=lead + (o, 1))
         return w if k == 1 else w._apply("expand", arg=lead + (o, k))
+    if s >= d * (k - 1) + 1:
+        # windows do not overlap (e.g. 2x2 pooling with stride 2): rows of s elements, the first
+        # d*(k-1)+1 of each read with step d. No tiling, so the gradient is a reshape, not a sum.
+        if n < o * s:
+            x = x._apply("pad", arg=tuple((0, 0) for _ in lead) + ((0, o * s - n),))
+        t = _slice(x, nd, 0, o * s)._apply("reshape", arg=lead + (o, s))
+        return _slice(t, nd + 1, 0, k, d)
     # pad so each row of the tiled sequence (length n2 + d) holds o * s elements
     n2 = max(n, o * s - d)
     if n2 > n:

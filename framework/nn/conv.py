@@ -1,24 +1,33 @@
 """Convolutions (Conv1d/2d/3d, ConvTranspose1d/2d/3d) and unfold/fold (im2col and back).
 
-A convolution is pad + sliding-window view + one contraction: the windows (N, C, *out, *kernel)
-are regrouped to (N, groups, positions, C/groups * kernel) and multiplied with the weight viewed
-as (groups, C/groups * kernel, out_channels/groups). The window view is index arithmetic, so the
-forward pass is a single fused reduction; autograd derives the backward passes from the same
-graph. A transposed convolution is a convolution of the stride-dilated input with the flipped,
+A convolution is pad + sliding-window view + one contraction: the weight viewed as (groups,
+out_channels/groups, C/groups * kernel) times the windows regrouped as (N, groups, C/groups *
+kernel, positions), which gives (N, out_channels, positions), already in NCHW order. The window
+view is index arithmetic, and the compiler's GEMM template packs its panels straight from the
+input (compiler/templates.py), so no im2col buffer is ever written.
+
+The backward pass is written out (`_Conv`) rather than derived: the derived gradient of the
+window view is a col2im, which materializes the (N, C * kernel, positions) column gradient and
+then sums overlapping windows; the adjoint convolution (a transposed convolution of the output
+gradient: one more GEMM over windows of the padded gradient) computes the same values without it.
+The weight gradient is the product of the output gradient with the windows, summed over batch and
+positions (one GEMM). Both are compositions of primitives, so higher derivatives still work.
+
+A transposed convolution is a convolution of the stride-dilated input with the flipped,
 transposed kernel.
 """
 from __future__ import annotations
 
 import math
 
-from ..creation import empty
+from ..autograd import Function
 from ..errors import ShapeError
 from ..ops_movement import pad as _pad
 from ..tensor import Tensor
 from . import init
-from ._sliding import ntuple, out_size, windows
+from ._sliding import batched, ntuple, out_size, windows
+from .linear import _weight_and_bias
 from .module import Module
-from .parameter import Parameter
 
 
 def _padding_pairs(padding, nsp: int, kernel: tuple, stride: tuple, dilation: tuple) -> list[tuple[int, int]]:
@@ -35,12 +44,8 @@ def _padding_pairs(padding, nsp: int, kernel: tuple, stride: tuple, dilation: tu
 
 
 def _batched(input: Tensor, nsp: int, name: str) -> tuple[Tensor, bool]:
-    if input.ndim == nsp + 1:
-        return input.unsqueeze(0), True
-    if input.ndim != nsp + 2:
-        raise RuntimeError(f"Expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input to {name}, but got "
-                           f"input of size: {list(input.shape)}")
-    return input, False
+    return batched(input, nsp, f"Expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input to {name}, but got "
+                               "input of size: {shape}")
 
 
 def _conv(input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups: int, nsp: int,
@@ -69,19 +74,80 @@ def _conv(input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups
         raise ShapeError(f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). Kernel size: "
                          f"({' x '.join(str(d * (k - 1) + 1) for k, d in zip(kernel, dilation))}). Kernel size "
                          f"can't be greater than actual input size")
-    if any(b or a for b, a in pads):
-        x = x._apply("pad", arg=((0, 0), (0, 0)) + tuple(pads))
-    cols = windows(x, kernel, stride, dilation)                  # (N, C, *out, *kernel)
-    out = tuple(cols.shape[2:2 + nsp])
-    positions, ksize = math.prod(out), math.prod(kernel)
-    cols = cols.reshape(n, groups, cg, positions, ksize).permute(0, 1, 3, 2, 4)
-    cols = cols.reshape(n, groups, positions, cg * ksize)
-    w = weight.reshape(groups, o // groups, cg * ksize).transpose(1, 2)
-    y = cols.matmul(w)                                           # (N, groups, positions, O / groups)
-    y = y.permute(0, 1, 3, 2).reshape((n, o) + out)
+    y = _Conv.apply(x, weight, _Geometry(kernel, stride, dilation, tuple(pads), groups, name))
     if bias is not None:
         y = y + bias.reshape((1, o) + (1,) * nsp)
     return y.squeeze(0) if unbatched else y
+
+
+class _Geometry:
+    """Everything about a convolution but its operands: kernel, stride, dilation, (before, after)
+    padding per spatial axis, groups."""
+
+    def __init__(self, kernel, stride, dilation, pads, groups, name):
+        self.kernel, self.stride, self.dilation, self.pads, self.groups, self.name = (
+            kernel, stride, dilation, pads, groups, name)
+
+    def columns(self, x: Tensor) -> Tensor:
+        """(N, C, *spatial) -> the windows as (N, groups, C/groups * kernel, positions): a view."""
+        if any(b or a for b, a in self.pads):
+            x = x._apply("pad", arg=((0, 0), (0, 0)) + tuple(self.pads))
+        n, c, nsp = x.shape[0], x.shape[1], len(self.kernel)
+        cols = windows(x, self.kernel, self.stride, self.dilation)          # (N, C, *out, *kernel)
+        positions, ksize = math.prod(cols.shape[2:2 + nsp]), math.prod(self.kernel)
+        cols = cols.reshape(n, self.groups, c // self.groups, positions, ksize).permute(0, 1, 2, 4, 3)
+        return cols.reshape(n, self.groups, c // self.groups * ksize, positions)
+
+
+def _forward(x: Tensor, weight: Tensor, geo: _Geometry) -> Tensor:
+    cols = geo.columns(x)                                        # (N, groups, C/groups * k, P)
+    n, g, ck, _ = cols.shape
+    o = weight.shape[0]
+    y = weight.reshape(g, o // g, ck).matmul(cols)              # (N, groups, O/groups, P)
+    out = tuple(out_size(s + b + a, k, st, d) for s, (b, a), k, st, d in
+                zip(x.shape[2:], geo.pads, geo.kernel, geo.stride, geo.dilation))
+    return y.reshape((n, o) + out)
+
+
+def _input_grad(g: Tensor, weight: Tensor, shape: tuple, geo: _Geometry) -> Tensor:
+    """d(loss)/d(input): the transposed convolution of the output gradient, cropped to the input
+    (the padding) and zero where no window reached (a stride remainder)."""
+    nsp = len(geo.kernel)
+    full = _conv_transpose(g, weight, None, geo.stride, 0, 0, geo.groups, geo.dilation, nsp, geo.name)
+    widths = []
+    for size, (b, _), length in reversed(list(zip(shape[2:], geo.pads, full.shape[2:]))):
+        widths += [-b, size + b - length]
+    return _pad(full, widths) if any(widths) else full
+
+
+def _weight_grad(x: Tensor, g: Tensor, shape: tuple, geo: _Geometry) -> Tensor:
+    """d(loss)/d(weight)[group, o, c*k] = Σ over batch and positions of g[n, group, o, p] *
+    windows[n, group, c*k, p]: one product, summed over two axes."""
+    cols = geo.columns(x)                                        # (N, groups, C/groups * k, P)
+    n, grp, ck, p = cols.shape
+    og = shape[0] // grp
+    wide = (n, grp, og, ck, p)
+    lhs = g.reshape(n, grp, og, 1, p)._apply("expand", arg=wide)
+    rhs = cols.reshape(n, grp, 1, ck, p)._apply("expand", arg=wide)
+    return lhs._apply("mul", rhs)._apply("sum", arg=(0, 4)).reshape(shape)
+
+
+class _Conv(Function):
+    """A convolution with its backward written as two more GEMM-shaped products (see the module
+    docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, geo):
+        ctx.save_for_backward(x, weight)
+        ctx.geo = geo
+        return _forward(x, weight, geo)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        gx = _input_grad(g, weight, tuple(x.shape), ctx.geo) if ctx.needs_input_grad[0] else None
+        gw = _weight_grad(x, g, tuple(weight.shape), ctx.geo) if ctx.needs_input_grad[1] else None
+        return gx, gw, None
 
 
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
@@ -258,20 +324,11 @@ class _ConvNd(Module):
         self.output_padding = ntuple(output_padding, nsp, "output_padding")
         self.padding_mode = padding_mode
         shape = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
-        self.weight = Parameter(empty(shape + self.kernel_size, device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(empty(out_channels, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        _weight_and_bias(self, shape + self.kernel_size, bias, out_channels, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init._layer_default_(self.weight, self.bias, zero_fan_in_bias=False)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

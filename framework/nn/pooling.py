@@ -3,7 +3,8 @@
 Max and average pooling reduce the sliding-window view (see _sliding.py) over its kernel axes.
 Max pooling pads with -inf, so padding never wins. Gradients come from the max reduction's rule,
 which shares a tie's gradient between the tied elements (PyTorch gives it all to the first one);
-the two agree whenever a window's maximum is unique.
+the two agree whenever a window's maximum is unique. For windows that do not overlap (the usual
+2x2 stride 2) the same gradient is written out window by window (`_DisjointMax`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import math
 
 import numpy as np
 
+from ..autograd import Function, grad as _grad
+from ..autograd_mode import enable_grad, is_grad_enabled
 from ..creation import arange, ones, tensor as _tensor
+from ..ops_elementwise import where as _where
 from ..ops_movement import pad as _pad
 from ..tensor import Tensor
 from ._sliding import batched, ntuple, out_size, windows
@@ -52,6 +56,11 @@ class _Geometry:
     def windows(self, x: Tensor) -> Tensor:
         return windows(x, self.kernel, self.stride, self.dilation, self.out)
 
+    @property
+    def disjoint(self) -> bool:
+        """Whether no two windows share an element (stride >= dilated kernel, e.g. 2x2 stride 2)."""
+        return all(s >= d * (k - 1) + 1 for k, s, d in zip(self.kernel, self.stride, self.dilation))
+
 
 def _lowest(x: Tensor):
     return -math.inf if x.dtype.is_float else int(np.iinfo(x.dtype.np).min)
@@ -60,13 +69,45 @@ def _lowest(x: Tensor):
 def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nsp, name):
     x, unbatched = _batched(input, nsp, name)
     geo = _Geometry(x, nsp, kernel_size, stride, padding, dilation, ceil_mode, name)
-    win = geo.windows(geo.pad(x, _lowest(x)))
     kaxes = tuple(range(2 + nsp, 2 + 2 * nsp))
+    if geo.disjoint and not return_indices:
+        out = _DisjointMax.apply(x, geo, kaxes)
+        return out.squeeze(0) if unbatched else out
+    win = geo.windows(geo.pad(x, _lowest(x)))
     out = win.amax(kaxes)
     if not return_indices:
         return out.squeeze(0) if unbatched else out
     idx = _argmax_indices(win, geo, tuple(x.shape[2:]), nsp)
     return (out.squeeze(0), idx.squeeze(0)) if unbatched else (out, idx)
+
+
+class _DisjointMax(Function):
+    """Max pooling over windows that do not overlap, its gradient computed window by window.
+
+    amax's own gradient, g * (x == max) / (number of maxima in the window), would be computed per
+    input element, each recounting its window's maxima. Here each window's share of g is computed
+    once (a kernel at the pooled size) and handed to the elements through the window view, whose
+    gradient for disjoint windows is a reshape: the input gradient is then one elementwise kernel.
+    Ties split the gradient, as amax's rule does."""
+
+    @staticmethod
+    def forward(ctx, x, geo, kaxes):
+        out = geo.windows(geo.pad(x, _lowest(x))).amax(kaxes, keepdim=True)
+        ctx.save_for_backward(x, out)
+        ctx.geo, ctx.kaxes = geo, kaxes
+        return out.reshape(tuple(out.shape[:len(out.shape) - len(kaxes)]))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        with enable_grad():
+            leaf = x.detach().requires_grad_()
+            win = ctx.geo.windows(ctx.geo.pad(leaf, _lowest(x)))
+        hit = win.detach() == out
+        share = g.reshape(tuple(out.shape)) / hit.sum(ctx.kaxes, keepdim=True).to(g.dtype)
+        share = share._apply("contiguous")   # a buffer: computed once per window, not per element
+        gwin = _where(hit, share, 0.0)
+        return _grad(win, leaf, gwin, create_graph=is_grad_enabled())[0], None, None
 
 
 def _argmax_indices(win: Tensor, geo: _Geometry, sizes: tuple, nsp: int) -> Tensor:
