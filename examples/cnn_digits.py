@@ -6,6 +6,7 @@ momentum 0.9, on scikit-learn's digits upsampled to 28x28. Prints loss and test 
 
     python examples/cnn_digits.py
 """
+import argparse
 import time
 
 import ember as torch                                   # was: import torch
@@ -78,8 +79,11 @@ def main(epochs: int = 3):
         loss = train(model, device, train_loader, optimizer, epoch)
         acc = test(model, device, test_loader)
         print(f"epoch {epoch}: train loss {loss:.4f}  test accuracy {acc:.2%}  ({time.perf_counter() - start:.1f}s)")
+    print(f"final test accuracy {acc:.4f}")
     return acc
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    main(parser.parse_args().epochs)
