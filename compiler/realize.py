@@ -288,13 +288,14 @@ def run(outputs: list[Node], device: str = "cpu") -> None:
     debug.record_realize(plan, cached, time.perf_counter() - t0)
 
 
-def execute(plan: Plan, leaf_bufs: list) -> list:
+def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None) -> list:
     """Run a plan's kernels on the given input buffers; returns the buffers of its outputs.
 
     This is all a replay costs: no graph, no scheduling (ember.compile calls it directly), and a
     launch list prepared once per plan (`_program`), so each kernel costs a few list lookups,
-    its output allocations and the call. The leaf buffers must live on the plan's device (see
-    `device_buffers`)."""
+    its output allocations and the call. With an `arena` (a compiled program's memory plan), the
+    intermediate buffers are fixed places in one block and only the results are allocated. The
+    leaf buffers must live on the plan's device (see `device_buffers`)."""
     be = _backends.get(plan.device) or backend(plan.device)
     if debug.active():
         return _execute_recorded(plan, leaf_bufs, be)
@@ -302,16 +303,27 @@ def execute(plan: Plan, leaf_bufs: list) -> list:
     alloc, launch = be.alloc, be.launch
     bufs = list(leaf_bufs)
     bufs += [None] * len(plan.tmps)
-    ptrs = [b.ptr() for b in leaf_bufs]
-    ptrs += [0] * len(plan.tmps)
-    for fn, args, outs, frees, work, empty in prog:
-        for slot, dtype, numel in outs:   # allocated when first written, released after the last read
-            b = bufs[slot] = alloc(dtype, numel)
-            ptrs[slot] = b.ptr()
-        if not empty:
-            launch(fn, [ptrs[i] for i in args], work)
-        for slot in frees:
-            bufs[slot] = None
+    if arena is None:
+        ptrs = [b.ptr() for b in leaf_bufs]
+        ptrs += [0] * len(plan.tmps)
+        for fn, args, outs, frees, work, empty in prog:
+            for slot, dtype, numel in outs:   # allocated when first written, released after the last read
+                b = bufs[slot] = alloc(dtype, numel)
+                ptrs[slot] = b.ptr()
+            if not empty:
+                launch(fn, [ptrs[i] for i in args], work)
+            for slot in frees:
+                bufs[slot] = None
+    else:
+        ptrs = arena.ptrs.copy()             # intermediates: fixed addresses in the arena
+        for k, b in enumerate(leaf_bufs):
+            ptrs[k] = b.ptr()
+        for fn, args, outs, work, empty in arena.program:
+            for slot, dtype, numel in outs:   # only the results are allocated
+                b = bufs[slot] = alloc(dtype, numel)
+                ptrs[slot] = b.ptr()
+            if not empty:
+                launch(fn, [ptrs[i] for i in args], work)
     return [bufs[i] for i in plan.program_outputs]
 
 
@@ -325,6 +337,48 @@ def _program(plan: Plan, n_leaves: int) -> list:
                     for st in plan.steps]
     plan.program_outputs = [slot(src, i) for src, i in plan.outputs]
     return plan.program
+
+
+class Arena:
+    """A compiled program's memory plan: every intermediate buffer of a plan (one that is not a
+    result) gets a fixed offset in one 64-byte aligned block, and buffers whose lifetimes do not
+    overlap share bytes (greedy first-fit over the launch order). Made once per ember.compile
+    variant on the CPU; replays then allocate only the buffers they hand back."""
+
+    def __init__(self, plan: Plan, n_leaves: int):
+        import numpy as np
+        if plan.program is None:
+            _program(plan, n_leaves)
+        results = {i for src, i in plan.outputs if src == "tmp"}
+        first, last = {}, {}
+        for k, st in enumerate(plan.steps):
+            for t in st.out_tmps:
+                first.setdefault(t, k)
+            for src, i in st.params:
+                if src == "tmp":
+                    last[i] = k
+        offsets, placed = {}, []      # placed: (start step, end step, offset, size)
+        for t in sorted((t for t in first if t not in results), key=lambda t: first[t]):
+            dtype, numel = plan.tmps[t]
+            size = -(-max(numel * dtype.itemsize, 1) // 64) * 64
+            lo, hi = first[t], last.get(t, first[t])
+            busy = sorted((o, o + n) for a, b, o, n in placed if a <= hi and lo <= b)
+            off = 0
+            for o, e in busy:
+                if off + size <= o:
+                    break
+                off = max(off, e)
+            offsets[t] = off
+            placed.append((lo, hi, off, size))
+        self.nbytes = max((o + n for _, _, o, n in placed), default=0)
+        self.block = np.empty(self.nbytes + 64, dtype=np.uint8)
+        base = self.block.ctypes.data
+        base += -base % 64
+        self.ptrs = [0] * (n_leaves + len(plan.tmps))
+        for t, off in offsets.items():
+            self.ptrs[n_leaves + t] = base + off
+        self.program = [(fn, args, [o for o in outs if o[0] - n_leaves in results], work, empty)
+                        for fn, args, outs, frees, work, empty in plan.program]
 
 
 def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
@@ -345,4 +399,4 @@ def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
     return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "execute", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]
+__all__ = ["run", "execute", "Arena", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]

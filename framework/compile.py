@@ -298,7 +298,7 @@ class _Program:
         key, leaves = structure_key(lazy) if lazy else ("", [])
         plan = get_plan(key, lazy, leaves, device)[0] if lazy else None   # shared with eager realize
         leaf_bufs = device_buffers(leaves, device)   # host data moves to the device once, in the leaf
-        self.device = device
+        self.device, self.arena = device, None
         self.plan, self.spec = plan, spec
         # where a replay finds each input buffer
         host = {id(n): (role, fn) for n, role, fn in trace.host}
@@ -369,7 +369,7 @@ class _Program:
         return None
 
     def replay(self, args, kwargs):
-        from ember.compiler.realize import execute
+        from ember.compiler.realize import Arena, execute
         arg_tensors: list = []
         _flatten((args, kwargs), arg_tensors)
         hosts = {nid: fn() for nid, fn in self.host_fns}   # in call order: the RNG advances as eagerly
@@ -389,7 +389,9 @@ class _Program:
         if pending:
             realize(*pending)
         leaf_bufs = [b.node.arg if isinstance(b, Tensor) else b for b in leaf_bufs]
-        bufs = execute(self.plan, leaf_bufs) if self.plan is not None else []
+        if self.plan is not None and self.arena is None and self.device == "cpu":
+            self.arena = Arena(self.plan, len(leaf_bufs))   # the memory plan of the replays
+        bufs = execute(self.plan, leaf_bufs, self.arena) if self.plan is not None else []
         nodes = [Node.make("buffer", arg=b, dtype=dt, shape=sh) for b, (dt, sh) in zip(bufs, self.out_meta)]
         for t, k, _ in self.rebinds:
             if k is not None:

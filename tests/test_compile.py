@@ -230,3 +230,29 @@ def test_compiled_step_on_the_triton_device_matches_cpu():
     assert runs["cuda"]["device"].startswith("cuda")
     np.testing.assert_allclose(runs["cuda"]["losses"], runs["cpu"]["losses"], rtol=1e-5)
     assert runs["cuda"]["info"]["hits"] == 2 and runs["cuda"]["info"]["variants"] == 1
+
+
+def test_replay_memory_plan_never_shares_bytes_between_live_buffers():
+    """The arena of a compiled step: intermediates whose lifetimes overlap never overlap in memory,
+    buffers that are never alive together may share bytes, and results are not in the arena."""
+    data = _batches(2, (16, 20), 5)
+    _, _, f = _train(_mlp, data, True, steps=5)
+    prog = next(v.program for v in f._variants.values())
+    plan, arena = prog.plan, prog.arena
+    n_leaves = len(arena.ptrs) - len(plan.tmps)
+    results = {i for src, i in plan.outputs if src == "tmp"}
+    life = {}
+    for k, st in enumerate(plan.steps):
+        for t in st.out_tmps:
+            life.setdefault(t, [k, k])
+        for src, i in st.params:
+            if src == "tmp":
+                life[i][1] = k
+    spans = {t: (arena.ptrs[n_leaves + t], arena.ptrs[n_leaves + t] + plan.tmps[t][0].itemsize * plan.tmps[t][1])
+             for t in life if t not in results}
+    assert all(arena.ptrs[n_leaves + t] == 0 for t in results)
+    for a in spans:
+        for b in spans:
+            if a < b and life[a][0] <= life[b][1] and life[b][0] <= life[a][1]:
+                assert spans[a][1] <= spans[b][0] or spans[b][1] <= spans[a][0], (a, b)
+    assert arena.nbytes <= sum(e - s + 64 for s, e in spans.values())
