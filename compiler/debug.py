@@ -222,6 +222,10 @@ def _triton(name):
             from .codegen import triton as triton_codegen
         except ImportError as e:   # the package, not the backend, is missing
             raise StageUnavailable(f"the {name} stage needs the 'triton' package ({e})") from None
+        if getattr(rec.compiled.kernel, "cpu_only", False):
+            raise StageUnavailable(f"{rec.name} uses a CPU-only loop order (a reduction over outer axes "
+                                   "accumulating into its output); on 'cuda' the same graph lowers to "
+                                   "the usual form, whose Triton stages this is not")
         return triton_codegen.stage(rec.compiled.kernel, name)
     return stage
 

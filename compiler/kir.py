@@ -78,6 +78,7 @@ class Kernel:
     shape: tuple            # output shape
     work: int               # iterations of the innermost statements, for the threading cost model
     bindings: dict = field(default_factory=dict)   # data-dependent Var -> KVal holding its value
+    cpu_only: bool = False  # uses a CPU-only loop order (lower._lower_outer_reduction)
 
     def loops(self):
         stack = list(self.body)

@@ -18,7 +18,7 @@ import numpy as np
 from . import dtypes as D
 from .ir import Node
 from .kir import Kernel, KVal, Loop, Param
-from .ops import BINARY, GATHER, LEAF, MOVEMENT, REDUCE, TERNARY, UNARY
+from .ops import BINARY, GATHER, LEAF, MOVEMENT, REDUCE, REDUCE_COMBINE, TERNARY, UNARY
 from .symbolic import Expr, Var, const, var
 
 I64 = D.int64
@@ -283,18 +283,26 @@ def _const_value(value, dt: D.DType):
 
 # ---- the driver -----------------------------------------------------------------------------
 
-def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset()) -> tuple[Kernel, list[Node]]:
+def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset(),
+          cpu: bool = True) -> tuple[Kernel, list[Node]]:
     """Lower a fusion group into one kernel: one loop nest per list of same-shape outputs.
+    `cpu`: reductions over outer axes accumulate into their output (`_lower_outer_reduction`),
+    a loop order for caches and vector units; GPU programs read such columns coalesced as they are.
 
     The nests are independent (the scheduler guarantees it), so every nest's outermost loop is
     split across threads on its own. Returns the kernel and the graph node bound to each param.
     """
     params = _Params()
-    body, ops, work, bindings, nid = [], [], 0, {}, 0
+    body, ops, work, bindings, nid, cpu_only = [], [], 0, {}, 0, False
     for k, outputs in enumerate(nests):
         prefix = f"n{k}_" if len(nests) > 1 else ""
-        b = _lower_nest(outputs, is_input, params, prefix, nid)
-        stmts, w = _place(b, tolerate)
+        outer = _lower_outer_reduction(outputs, is_input, params, prefix, nid) if cpu else None
+        if outer is not None:
+            b, stmts, w = outer
+            cpu_only = True
+        else:
+            b = _lower_nest(outputs, is_input, params, prefix, nid)
+            stmts, w = _place(b, tolerate)
         body += stmts
         work += w
         ops += b.ops
@@ -305,7 +313,7 @@ def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset(
     kind = "r" if any(op in ("sum", "prod", "rmax", "rmin") for op in ops) else "e"
     shapes = "_".join("x".join(map(str, n[0].shape)) or "scalar" for n in nests[:3]) + ("_etc" if len(nests) > 3 else "")
     kname = name or f"{kind}_{'_'.join(ops[:4]) or 'copy'}_{shapes}"
-    return Kernel(kname, params.info, body, ops, shape, work, bindings), params.nodes
+    return Kernel(kname, params.info, body, ops, shape, work, bindings, cpu_only), params.nodes
 
 
 def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
@@ -331,6 +339,68 @@ def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
             loops[k - 1:k + 1] = [(loops[k - 1][0] + loops[k][0], na * nb)]
         k -= 1
     return _build(outputs, is_input, shape, loops, params, prefix, id_base)
+
+
+def _lower_outer_reduction(outputs, is_input, params, prefix, id_base):
+    """A reduction over outer axes, e.g. a bias gradient (sum over the batch of a (B, C) tensor):
+    the usual nest (for each output element: for each reduced element) reads with a large stride
+    and cannot vectorize. Instead the output is the accumulator and the reduced axes go outside:
+
+        for c (parallel):   out[c] = identity
+        for r:
+            for c (parallel):   out[c] = combine(out[c], x[r, c])     # contiguous, vectorized
+
+    Both `c` loops are split across threads identically, so each thread owns its part of `out`
+    and no synchronisation is needed. Only for a lone output whose source is elementwise (no
+    nested reduction) and whose storage type is its compute type (partial sums are stored).
+    Returns (builder, statements, work) or None."""
+    if len(outputs) != 1 or outputs[0].kind != REDUCE:
+        return None
+    o = outputs[0]
+    x, axes = o.srcs[0], o.arg
+    if D.compute_dtype(o.dtype) is not o.dtype or 0 in x.shape:
+        return None
+    kept = [a for a in range(len(x.shape)) if a not in axes and x.shape[a] > 1]
+    red = [a for a in axes if x.shape[a] > 1]
+    if not kept or not red or max(red) > max(kept) or math.prod(x.shape[a] for a in red) < 16:
+        return None
+    ivars = {a: Var(f"{prefix}z{a}", 0, x.shape[a] - 1) for a in kept}   # the init loops
+    kvars = {a: Var(f"{prefix}c{a}", 0, x.shape[a] - 1) for a in kept}   # the accumulating loops
+    rvars = {a: Var(f"{prefix}r{a}", 0, x.shape[a] - 1) for a in red}
+    b = _Builder(is_input, [], params, prefix, id_base)
+
+    def out_index(vs):
+        return tuple(Expr({vs[a]: 1}, 0) if a in vs else const(0) for a in range(len(x.shape)))
+    out_idx = out_index(kvars)
+    src_idx = tuple(Expr({rvars[a]: 1}, 0) if a in rvars else e for a, e in enumerate(out_idx))
+    p = b.param(o, "out")
+    li, li0 = linear(out_idx, o.shape), linear(out_index(ivars), o.shape)
+    cdt = D.compute_dtype(o.dtype)
+    init = b.expr_val("store", None, [li0], (p, li0), srcs=(b.const(_identity(o.op, o.dtype), o.dtype),))
+    start = len(b.order)
+    body = b.value(x, src_idx)
+    if any(v.op == "reduce" for v in b.order[start:]) or b.bindings:
+        return None   # nested reductions and gathers keep the usual placement
+    cur = b.expr_val("load", cdt, [li], (p, li, ()))
+    new = b.val(REDUCE_COMBINE[o.op], cdt, (cur, body))
+    acc = b.expr_val("store", None, [li], (p, li), srcs=(new,))
+    b.ops.append(o.op)
+
+    def nest(vs, stmts, split=True):   # with `split`, the first variable's loop is split across threads
+        for k, v in reversed(list(enumerate(vs))):
+            stmts = [Loop(v, v.hi + 1, "parallel" if k == 0 and split else "serial", stmts)]
+        return stmts
+    kv, rv, iv = [kvars[a] for a in kept], [rvars[a] for a in red], [ivars[a] for a in kept]
+    kset, rset = set(kv), set(rv)
+    top, outer, inner = [], [], []   # each value where its variables are bound (b.order is topological)
+    for v in b.order:
+        if v is init or v is acc:
+            continue
+        (inner if v.deps & kset else outer if v.deps & rset else top).append(v)
+    init_nest = nest(iv, [init])
+    red_nest = nest(rv, outer + nest(kv, inner + [acc]), split=False)
+    work = 2 * math.prod(x.shape[a] for a in kept) + math.prod(x.shape[a] for a in kept + red)
+    return b, top + init_nest + red_nest, work
 
 
 def _build(outputs, is_input, shape, loops, params, prefix, id_base) -> _Builder:

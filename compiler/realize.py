@@ -231,7 +231,7 @@ def build_plan(outputs: list[Node], leaves: list[Node], device: str = "cpu") -> 
     # an output that only reshapes another value shares that value's buffer (contiguous storage
     # is the same in any shape of the same size): no copy kernel
     rewritten = [_strip_reshapes(r) for r in rewrite(outputs)]
-    sched = schedule([r for r in dict.fromkeys(rewritten) if not r.realized])
+    sched = schedule([r for r in dict.fromkeys(rewritten) if not r.realized], device)
     leaf_pos = {id(n): k for k, n in enumerate(leaves)}
     tmp_of: dict = {}
     tmps: list = []

@@ -141,8 +141,8 @@ def _shared_reductions(order: list[Node], roots: dict) -> None:
                 member[id(s)] = tag if cur is None or cur == tag else many
 
 
-def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
-    """Kernels computing `outputs`, in an order that respects their dependencies."""
+def schedule(outputs: list[Node], device: str = "cpu") -> list[ScheduledKernel]:
+    """Kernels computing `outputs` on `device`, in an order that respects their dependencies."""
     extra: dict = {}
     merge_dependent = True
     tolerate: set = set()   # reductions that are roots already: recomputing them is unavoidable
@@ -152,7 +152,7 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
         templates: dict = {}
         roots = _roots(outputs, extra, templates, gemms)
         try:
-            return _group(outputs, roots, templates, merge_dependent, tolerate, lowered)
+            return _group(outputs, roots, templates, merge_dependent, tolerate, lowered, device)
         except NeedsRealize as e:
             if id(e.node) in roots:
                 if merge_dependent:  # a merged root recomputed at another index: stop merging
@@ -164,7 +164,7 @@ def schedule(outputs: list[Node]) -> list[ScheduledKernel]:
 
 
 def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: bool = True,
-           tolerate: set = frozenset(), lowered: dict | None = None) -> list[ScheduledKernel]:
+           tolerate: set = frozenset(), lowered: dict | None = None, device: str = "cpu") -> list[ScheduledKernel]:
     """Merge roots into kernels. A kernel holds one loop nest per output shape; a root joins the
     current kernel unless it reads (through another kernel) something the kernel computes. Roots
     of one shape share a nest, so one of them reading another is simply fused and computed once."""
@@ -205,12 +205,12 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
             kern, operands = templates[id(g[0])]
             out.append(ScheduledKernel(g, kern, [g[0]] + operands, [roots[id(g[0])][1]]))
             continue
-        kernel, inputs = _lower_group(g, roots, tolerate, {} if lowered is None else lowered)
+        kernel, inputs = _lower_group(g, roots, tolerate, {} if lowered is None else lowered, device)
         out.append(ScheduledKernel(g, kernel, inputs, [roots[id(n)][1] for n in g]))
     return out
 
 
-def _lower_group(g: list[Node], roots: dict, tolerate: set, lowered: dict):
+def _lower_group(g: list[Node], roots: dict, tolerate: set, lowered: dict, device: str = "cpu"):
     """lower() of one group, remembered under what it depends on: the outputs, the buffers it reads
     and the tolerated reductions inside it (so a retry of the schedule re-lowers only the kernels
     its new buffer touches). A NeedsRealize is remembered and raised again too."""
@@ -236,7 +236,7 @@ def _lower_group(g: list[Node], roots: dict, tolerate: set, lowered: dict):
         for n in g:
             nests.setdefault(n.shape, []).append(n)
         try:
-            hit = lower(list(nests.values()), is_input, tolerate=tolerate)
+            hit = lower(list(nests.values()), is_input, tolerate=tolerate, cpu=device == "cpu")
         except NeedsRealize as e:
             hit = e
         lowered[key] = hit

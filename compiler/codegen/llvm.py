@@ -7,9 +7,14 @@ of `nt` (the runtime launches one call per thread). Every elementwise primitive 
 
 Storage vs compute types: float16 and bfloat16 are widened to float on load and rounded on store;
 bool is i8 in memory and i1 in registers.
+
+Streaming stores: a contiguous store into an output far larger than the caches is staged through a
+small stack tile and copied out with non-temporal (`vmovntps`) stores, which skip the read for
+ownership of each line (a plain store first reads the line it writes): see `streams` and `tiles`.
 """
 from __future__ import annotations
 
+import platform
 import struct
 
 from .. import dtypes as D
@@ -154,6 +159,62 @@ ALU = {
 REDUCE_COMBINE = {"sum": "add", "prod": "mul", "rmax": "max", "rmin": "min"}
 
 
+# ---- streaming (non-temporal) stores ---------------------------------------------------------
+# An output this large cannot stay in the caches (32 MiB L3 shared by all cores on the machine we
+# tune for, 1 MiB L2 per core), so whoever reads it next reads it from memory anyway; writing it
+# with plain stores costs a read of every line first (write-allocate): 5 units of traffic for a
+# kernel that moves 4. Below it, a consumer kernel may still find the output in L3, and streaming
+# would send it to memory. See docs/architecture.md for the measurements behind the number.
+STREAM_MIN_BYTES = 16 << 20
+TILE = 256           # elements staged per tile: every dtype's tile is whole cache lines (256..2048 B)
+LINE = 64
+STREAMING = platform.machine().lower() in ("x86_64", "amd64")   # sfence and vmovnt* are x86's
+
+
+def _walk(stmts):
+    for s in stmts:
+        if isinstance(s, Loop):
+            yield from _walk(s.body)
+        else:
+            yield s
+
+
+def streams(k: Kernel) -> dict:
+    """{id(loop): [store, ...]}: the stores to write with non-temporal stores. A store qualifies
+    when its output is large (STREAM_MIN_BYTES), nothing in the kernel reads that output, it sits
+    in an innermost loop of at least one tile, and its index is `var + rest` with `rest` a multiple
+    of a cache line in every term, so a tile starting on a line boundary fills whole lines."""
+    if not STREAMING:
+        return {}
+    loaded = {v.arg[0] for v in _walk(k.body) if v.op == "load"}
+    out: dict = {}
+    for lp in k.loops():
+        if lp.reduce is not None or lp.size < TILE or any(isinstance(s, Loop) for s in lp.body):
+            continue
+        chosen = [s for s in lp.body if s.op == "store" and _streamable(k, s, lp.var, loaded)]
+        if chosen:
+            out[id(lp)] = chosen
+    return out
+
+
+def _streamable(k: Kernel, s: KVal, var: Var, loaded: set) -> bool:
+    p, idx = s.arg
+    prm = k.params[p]
+    isz = prm.dtype.itemsize
+    if prm.role != "out" or p in loaded or prm.numel * isz < STREAM_MIN_BYTES:
+        return False
+    per_line = LINE // isz
+    if idx.const % per_line or dict(idx.terms).get(var) != 1:
+        return False
+    for atom, c in idx.terms:
+        if atom == var:
+            continue
+        vs = {atom} if isinstance(atom, Var) else atom.x.vars()
+        if var in vs or any(v in k.bindings for v in vs) or c % per_line:
+            return False
+    return True
+
+
 class Renderer:
     def __init__(self, kernel: Kernel, symbol: str):
         self.k, self.symbol = kernel, symbol
@@ -163,6 +224,9 @@ class Renderer:
         self.names: dict[int, str] = {}
         self.n = 0
         self.label = "entry"
+        self.streams = streams(kernel)
+        self.var_names: dict = {}      # loop variable -> the SSA value standing for it (tiles)
+        self.redirect: dict = {}       # store id -> (tile pointer, index in tile) inside a tile
 
     # -- helpers used by the ALU table ----------------------------------------------------
     def tmp(self) -> str:
@@ -192,6 +256,8 @@ class Renderer:
 
     def atom(self, a) -> str:
         if isinstance(a, Var):
+            if a in self.var_names:
+                return self.var_names[a]
             if a in self.k.bindings:
                 return self.names[self.k.bindings[a].id]
             return f"%{a.name}"
@@ -262,7 +328,11 @@ class Renderer:
         dt = self.k.params[p].dtype
         st = stype(dt)
         val = self.narrow(self.names[v.srcs[0].id], dt)
-        ptr = self.emit(f"getelementptr inbounds {st}, ptr %p{p}, i64 {self.expr(idx)}")
+        if v.id in self.redirect:   # inside a tile: stage the value (see `tiles`)
+            tile, i = self.redirect[v.id]
+            ptr = self.emit(f"getelementptr inbounds {st}, ptr {tile}, i64 {i}")
+        else:
+            ptr = self.emit(f"getelementptr inbounds {st}, ptr %p{p}, i64 {self.expr(idx)}")
         self.lines.append(f"  store {st} {val}, ptr {ptr}, align {dt.itemsize}")
 
     # -- casts -----------------------------------------------------------------------------
@@ -336,14 +406,9 @@ class Renderer:
             from ..lower import _identity
             self.lines.append(f"  store {ty} {literal(_identity(r.arg[0], r.dtype), r.dtype)}, ptr %acc{r.id}")
         start, end = self.partition(lp) if lp.kind == "parallel" else ("0", str(lp.size))
-        pred = self.label
-        self.lines.append(f"  br label %{name}.head")
-        self.lines.append(f"{name}.head:")
-        self.lines.append(f"  %{name} = phi i64 [ {start}, %{pred} ], [ %{name}.next, %{name}.latch ]")
-        self.lines.append(f"  %{name}.c = icmp slt i64 %{name}, {end}")
-        self.lines.append(f"  br i1 %{name}.c, label %{name}.body, label %{name}.exit")
-        self.lines.append(f"{name}.body:")
-        self.label = f"{name}.body"
+        if id(lp) in self.streams:
+            start = self.tiles(lp, start, end)   # whole tiles streamed; the plain loop does the rest
+        self.open(name, start, end)
         self.stmts(lp.body)
         if last:  # fold the body's value into the accumulator
             ty = ctype(r.dtype)
@@ -353,21 +418,82 @@ class Renderer:
                 comb = comb.replace(" float", " reassoc float", 1).replace(" double", " reassoc double", 1)
             comb = comb if not _is_instr(comb) else self.emit(comb)
             self.lines.append(f"  store {ty} {comb}, ptr %acc{r.id}")
-        self.lines.append(f"  br label %{name}.latch")
-        self.lines.append(f"{name}.latch:")
-        self.lines.append(f"  %{name}.next = add nuw nsw i64 %{name}, 1")
-        self.lines.append(f"  br label %{name}.head")
-        self.lines.append(f"{name}.exit:")
-        self.label = f"{name}.exit"
+        self.close(name)
+
+    def open(self, tag: str, start: str, end: str) -> str:
+        """Open the counted loop `%tag` over [start, end); its body follows, then `close`."""
+        pred = self.label
+        self.lines.append(f"  br label %{tag}.head")
+        self.lines.append(f"{tag}.head:")
+        self.lines.append(f"  %{tag} = phi i64 [ {start}, %{pred} ], [ %{tag}.next, %{tag}.latch ]")
+        self.lines.append(f"  %{tag}.c = icmp slt i64 %{tag}, {end}")
+        self.lines.append(f"  br i1 %{tag}.c, label %{tag}.body, label %{tag}.exit")
+        self.lines.append(f"{tag}.body:")
+        self.label = f"{tag}.body"
+        return f"%{tag}"
+
+    def close(self, tag: str, step: int = 1) -> None:
+        self.lines.append(f"  br label %{tag}.latch")
+        self.lines.append(f"{tag}.latch:")
+        self.lines.append(f"  %{tag}.next = add nuw nsw i64 %{tag}, {step}")
+        self.lines.append(f"  br label %{tag}.head")
+        self.lines.append(f"{tag}.exit:")
+        self.label = f"{tag}.exit"
+
+    def tiles(self, lp: Loop, start: str, end: str) -> str:
+        """Run [start, start + k*TILE) of `lp` a tile at a time: the loop body (vectorized as
+        usual) writes each streamed value into a stack tile, then the tile goes out as whole cache
+        lines with non-temporal stores. (The loop vectorizer refuses a loop whose scalar stores
+        carry `!nontemporal` without vector alignment, hence the tile.) Returns the index where the
+        plain loop takes over, for the last partial tile.
+
+        The line stores claim 64-byte alignment. It holds by construction — kernel outputs are
+        pool buffers (64-byte aligned), every other term of a streamed index is a multiple of a
+        line (`streams`) and parallel loops split on 64 elements — and it is checked here: if
+        the first tile of a streamed output does not start a line, no tile runs at all."""
+        name, stores = lp.var.name, self.streams[id(lp)]
+        count = self.emit(f"lshr i64 {self.emit(f'sub i64 {end}, {start}')}, {TILE.bit_length() - 1}")
+        self.var_names[lp.var] = start
+        for s in stores:
+            first = self.emit(f"getelementptr inbounds {stype(self.k.params[s.arg[0]].dtype)}, "
+                              f"ptr %p{s.arg[0]}, i64 {self.expr(s.arg[1])}")
+            off = self.emit(f"and i64 {self.emit(f'ptrtoint ptr {first} to i64')}, {LINE - 1}")
+            count = self.emit(f"select i1 {self.emit(f'icmp eq i64 {off}, 0')}, i64 {count}, i64 0")
+        stop = self.emit(f"add i64 {start}, {self.emit(f'shl i64 {count}, {TILE.bit_length() - 1}')}")
+        base = self.open(f"{name}.tb", start, stop)
+        inner = self.open(f"{name}.tj", "0", str(TILE))
+        self.var_names[lp.var] = self.emit(f"add nsw i64 {base}, {inner}")
+        for s in stores:
+            nbytes = TILE * self.k.params[s.arg[0]].dtype.itemsize
+            self.entry.append(f"  %tile{s.id} = alloca [{nbytes} x i8], align {LINE}")
+            self.redirect[s.id] = (f"%tile{s.id}", inner)
+        self.stmts(lp.body)
+        self.redirect.clear()
+        self.close(f"{name}.tj")
+        self.var_names[lp.var] = base
+        for s in stores:   # <16 x float> is one cache line: any dtype's bits, copied unchanged
+            dt = self.k.params[s.arg[0]].dtype
+            dst = self.emit(f"getelementptr inbounds {stype(dt)}, ptr %p{s.arg[0]}, i64 {self.expr(s.arg[1])}")
+            off = self.open(f"{name}.s{s.id}", "0", str(TILE * dt.itemsize))
+            src = self.emit(f"getelementptr inbounds i8, ptr %tile{s.id}, i64 {off}")
+            line = self.emit(f"load <16 x float>, ptr {src}, align {LINE}")
+            out = self.emit(f"getelementptr inbounds i8, ptr {dst}, i64 {off}")
+            self.lines.append(f"  store <16 x float> {line}, ptr {out}, align {LINE}, !nontemporal !0")
+            self.close(f"{name}.s{s.id}", LINE)
+        self.close(f"{name}.tb", TILE)
+        del self.var_names[lp.var]
+        return stop
 
     def partition(self, lp: Loop) -> tuple[str, str]:
         """This thread's share [start, end) of a parallel loop: every nest splits itself over
-        all threads, so one launch runs several independent nests on every core."""
+        all threads, so one launch runs several independent nests on every core. Shares start
+        on 16 elements (cache lines), or on 64 when the loop streams (a line in every dtype)."""
         n = lp.size
+        align = 64 if id(lp) in self.streams else 16 if n >= 1024 else 1
 
         def bound(t):
             b = self.emit(f"udiv i64 {self.emit(f'mul i64 {n}, {t}')}, %nt")
-            return self.emit(f"and i64 {b}, -16") if n >= 1024 else b  # chunks on cache lines
+            return self.emit(f"and i64 {b}, {-align}") if align > 1 else b
         nxt = self.emit("add i64 %tid, 1")
         last = self.emit("icmp eq i64 %s, %%nt" % nxt)
         return bound("%tid"), self.emit(f"select i1 {last}, i64 {n}, i64 {bound(nxt)}")
@@ -383,10 +509,14 @@ class Renderer:
         self.stmts(self.k.body)
         params = ", ".join(f"ptr noalias nocapture %p{i}" for i in range(len(self.k.params)))
         head = f"define void @{self.symbol}({params}{', ' if params else ''}i64 %tid, i64 %nt) #0 {{"
-        body = [head, "entry:"] + self.entry + self.lines + ["  ret void", "}"]
+        fence = []
+        if self.streams:   # streamed lines are weakly ordered: make them visible before returning
+            fence = ["  " + self.call("llvm.x86.sse.sfence", "void", [], [])]
+        body = [head, "entry:"] + self.entry + self.lines + fence + ["  ret void", "}"]
         decls = [d for d in self.decls.values() if d] + llvm_math.definitions(self.decls)
+        meta = ["!0 = !{i32 1}"] if self.streams else []
         return "\n".join([f"; kernel {self.k.name}", *body, *decls,
-                          'attributes #0 = { nounwind "frame-pointer"="none" }', ""])
+                          'attributes #0 = { nounwind "frame-pointer"="none" }', *meta, ""])
 
 
 def _is_instr(s: str) -> bool:

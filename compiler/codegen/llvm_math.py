@@ -55,9 +55,9 @@ def _pow2(f: _F, k: str) -> str:
     return f.op(f"bitcast i32 {f.op(f'shl i32 {biased}, 23')} to float")
 
 
-def _exp_body(f: _F, x: str) -> str:
-    xc = f.sel(f.op(f"fcmp olt float {x}, {f.c(-104.0)}"), f.c(-104.0), x)
-    xc = f.sel(f.op(f"fcmp ogt float {xc}, {f.c(89.0)}"), f.c(89.0), xc)
+def _exp_reduced(f: _F, xc: str) -> tuple[str, str]:
+    """e**xc = y * 2**n with n = rint(xc / ln 2) (an i32) and y in [0.7, 1.42]: Cody-Waite
+    reduction and the Cephes polynomial. xc must keep 2**n representable (the callers clamp)."""
     n = f.op(f"call float @llvm.rint.f32(float {f.mul(xc, f.c(1.44269504088896341))})")
     r = f.fma(n, f.c(-0.693359375), xc)
     r = f.fma(n, f.c(2.12194440e-4), r)
@@ -65,8 +65,14 @@ def _exp_body(f: _F, x: str) -> str:
                    1.6666665459e-1, 5.0000001201e-1])
     r2 = f.mul(r, r)
     y = f.add(f.fma(p, r2, r), f.c(1.0))
+    return y, f.op(f"fptosi float {n} to i32")
+
+
+def _exp_body(f: _F, x: str) -> str:
+    xc = f.sel(f.op(f"fcmp olt float {x}, {f.c(-104.0)}"), f.c(-104.0), x)
+    xc = f.sel(f.op(f"fcmp ogt float {xc}, {f.c(89.0)}"), f.c(89.0), xc)
+    y, ni = _exp_reduced(f, xc)
     # 2^n as two normal-range factors so results reach the denormal and overflow ranges exactly
-    ni = f.op(f"fptosi float {n} to i32")
     h = f.op(f"ashr i32 {ni}, 1")
     s1, s2 = _pow2(f, h), _pow2(f, f.op(f"sub i32 {ni}, {h}"))
     res = f.mul(f.mul(y, s1), s2)
@@ -110,6 +116,13 @@ def _logf() -> str:
 
 
 def _tanhf() -> str:
+    """|x| < 0.625: odd polynomial; else sign(x) * (1 - 2 / (e**2|x| + 1)). Both are computed
+    (vector lanes take either) and selected. The exponential here is the bare reduction with one
+    scale factor: 2|x| is clamped to 20, where tanh already rounds to 1, so 2**n never leaves the
+    normal range and exp's clamps, split scaling and NaN select (which `_exp_body` needs for
+    any input) are dropped, with results bit for bit those of the general exp: ten fewer vector
+    instructions per element, ~10% off tanh, which dominates a fused tanh-form gelu. Error:
+    <= 1.31 ulp just above the switch, <= 0.55 ulp from |x| = 2 (tests/test_streaming_stores.py)."""
     f = _F("ember_tanhf")
     x = "%x"
     ax = f.op(f"call float @llvm.fabs.f32(float {x})")
@@ -117,11 +130,16 @@ def _tanhf() -> str:
     p = f.poly(z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
                    -3.33332819422e-1])
     small = f.fma(f.mul(p, z), x, x)
-    e = _exp_body(f, f.mul(ax, f.c(2.0)))
+    t = f.mul(ax, f.c(2.0))
+    t = f.sel(f.op(f"fcmp olt float {t}, {f.c(20.0)}"), t, f.c(20.0))   # one vminps; NaN -> 20
+    y, n = _exp_reduced(f, t)
+    e = f.mul(y, _pow2(f, n))
     q = f.op(f"fdiv float {f.c(2.0)}, {f.add(e, f.c(1.0))}")
     big = f.op(f"fsub float {f.c(1.0)}, {q}")
-    big = f.op(f"call float @llvm.copysign.f32(float {big}, float {x})")
     res = f.sel(f.op(f"fcmp olt float {ax}, {f.c(0.625)}"), small, big)
+    # the sign after the select: the polynomial has x's sign already, except that it gives +0
+    # for -0 (x + x*(p*z) = -0 + +0)
+    res = f.op(f"call float @llvm.copysign.f32(float {res}, float {x})")
     return f.done(f.sel(f.op(f"fcmp uno float {x}, 0.0"), x, res))
 
 
