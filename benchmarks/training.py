@@ -49,22 +49,9 @@ def _mlp_batches(n, quick):
 
 
 def _cnn_build(lib, quick):
-    nn, F, optim = lib.nn, lib.nn.functional, lib.optim
-
-    class Net(nn.Module):   # PyTorch's MNIST example
-        def __init__(self):
-            super().__init__()
-            self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
-            self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
-            self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
-
-        def forward(self, x):
-            x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
-            x = F.relu(self.fc1(lib.flatten(self.dropout1(x), 1)))
-            return F.log_softmax(self.fc2(self.dropout2(x)), dim=1)
-
-    model = Net()
-    return model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), F.nll_loss
+    from .cnn import _net   # PyTorch's MNIST example network, shared with the cnn_step benchmark
+    model = _net(lib.nn, lib.nn.functional, lib.flatten)
+    return model, lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), lib.nn.functional.nll_loss
 
 
 def _cnn_batches(n, quick):
