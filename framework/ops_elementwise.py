@@ -300,9 +300,12 @@ def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
         if isinstance(v, Tensor) and v.dtype is not input.dtype:
             raise RuntimeError(f"expected dtype {input.dtype.name} for `{name}` but got dtype {v.dtype.name}")
     _require(input, "f", "lerp_kernel_scalar")
-    x, e, w = promote(input, end, weight)
+    scalar = not isinstance(weight, Tensor)
+    x, e, w = promote(input, end, 0.0 if scalar else weight)
 
     def body(a, b, t):
+        if scalar:   # a Python weight keeps its precision in the compute type (PyTorch's opmath)
+            t = _k(float(weight), a)
         diff = _sub(b, a)
         lo = a._apply("add", t._apply("mul", diff))
         hi = _sub(b, diff._apply("mul", _sub(_k(1.0, t), t)))
