@@ -56,8 +56,6 @@ def evaluate(node: Node, srcs: list[np.ndarray]) -> np.ndarray:
         return np.take_along_axis(src, idx, axis=arg)
     kind = PRIMS[op].kind
     args = [s.astype(D.compute_dtype(n.dtype).np) for s, n in zip(srcs, node.srcs)]
-    if op in ("idiv", "mod") and out.is_int:
-        return _c_divmod(*args, remainder=op == "mod")
     if kind == REDUCE:
         x = args[0]
         kw = {}
@@ -80,26 +78,6 @@ def _wrap_int(value: int, dt: D.DType) -> int:
     bits = 8 * dt.itemsize
     v = int(value) & ((1 << bits) - 1)
     return v - (1 << bits) if dt.kind == "i" and v >> (bits - 1) else v
-
-
-def _c_divmod(a: np.ndarray, b: np.ndarray, remainder: bool) -> np.ndarray:
-    """C's a / b or a % b on same-dtype integer arrays, as the compiled kernels compute them.
-
-    Works on magnitudes in the unsigned type of the same width, where |MIN| is representable, so
-    there is no overflow (numpy's // floors and abs(MIN) is MIN); the sign is applied with
-    wrapping arithmetic, which gives MIN / -1 == MIN."""
-    with np.errstate(all="ignore"):
-        zero = b == 0
-        if a.dtype.kind == "u":
-            bs = np.where(zero, 1, b).astype(a.dtype)
-            return np.where(zero, 0, a % bs if remainder else a // bs).astype(a.dtype)
-        u = np.dtype(f"u{a.dtype.itemsize}")
-        ua, ub, nil = a.astype(u), b.astype(u), np.zeros((), u)
-        ma, mb = np.where(a < 0, nil - ua, ua), np.where(zero, np.ones((), u), np.where(b < 0, nil - ub, ub))
-        r = ma % mb if remainder else ma // mb
-        negative = (a < 0) if remainder else ((a < 0) != (b < 0))
-        r = np.where(negative, nil - r, r).view(a.dtype)
-        return np.where(zero, np.zeros((), a.dtype), r).astype(a.dtype)
 
 
 def _extreme(dt: D.DType, high: bool):

@@ -43,19 +43,34 @@ def _bool(dts, arg):
 
 
 def _idiv(a, b):
-    with np.errstate(all="ignore"):
-        bz = np.where(b == 0, 1, b)
-        q = np.abs(a) // np.abs(bz)
-        q = np.where((a < 0) != (bz < 0), -q, q).astype(a.dtype)
-        return np.where(b == 0, 0, q).astype(a.dtype)
+    return _c_divmod(a, b, remainder=False)
 
 
 def _mod(a, b):
     if a.dtype.kind == "f":
         with np.errstate(all="ignore"):
             return np.fmod(a, b)
+    return _c_divmod(a, b, remainder=True)
+
+
+def _c_divmod(a: np.ndarray, b: np.ndarray, remainder: bool) -> np.ndarray:
+    """C's a / b or a % b on same-dtype integer arrays, as the compiled kernels compute them.
+
+    Works on magnitudes in the unsigned type of the same width, where |MIN| is representable, so
+    there is no overflow (numpy's // floors and abs(MIN) is MIN); the sign is applied with
+    wrapping arithmetic, which gives MIN / -1 == MIN."""
     with np.errstate(all="ignore"):
-        return np.where(b == 0, 0, np.fmod(a, np.where(b == 0, 1, b))).astype(a.dtype)
+        zero = b == 0
+        if a.dtype.kind == "u":
+            bs = np.where(zero, 1, b).astype(a.dtype)
+            return np.where(zero, 0, a % bs if remainder else a // bs).astype(a.dtype)
+        u = np.dtype(f"u{a.dtype.itemsize}")
+        ua, ub, nil = a.astype(u), b.astype(u), np.zeros((), u)
+        ma, mb = np.where(a < 0, nil - ua, ua), np.where(zero, np.ones((), u), np.where(b < 0, nil - ub, ub))
+        r = ma % mb if remainder else ma // mb
+        negative = (a < 0) if remainder else ((a < 0) != (b < 0))
+        r = np.where(negative, nil - r, r).view(a.dtype)
+        return np.where(zero, np.zeros((), a.dtype), r).astype(a.dtype)
 
 
 def _shr(a, b):

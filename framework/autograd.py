@@ -110,6 +110,8 @@ def _run(outputs, grad_outputs, create_graph: bool, retain_graph: bool, targets=
                 t = r.leaf()
                 if want is None and t is not None:
                     g = g if create_graph else g.detach()
+                    if g.device != t.device:   # a leaf used on another device through .to()
+                        g = g.to(t.device)
                     t.grad = g if t.grad is None else t.grad + g
                 continue
             if r.freed:
@@ -165,6 +167,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             g = res.get(id(t._ctx))
             if g is not None:
                 g = g if create_graph else g.detach()
+                if g.device != t.device:
+                    g = g.to(t.device)
                 t.grad = g if t.grad is None else t.grad + g
         return
     _run(outputs, gs, create_graph, retain)

@@ -290,6 +290,7 @@ def test_gradients_flow_back_through_a_device_copy():
     x = ember.tensor(a, requires_grad=True)
     y = x.cuda()
     (y * y).sum().backward()
+    assert x.grad.device == "cpu"      # the leaf's device, as in PyTorch
     np.testing.assert_allclose(x.grad.numpy(), 2 * a)
 
 
