@@ -19,7 +19,7 @@ from . import random as _random
 from .random import initial_seed, manual_seed, seed
 from .tensor import Size, Tensor, _canon_device, get_default_dtype
 
-__all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange", "linspace",
+__all__ = ["tensor", "as_tensor", "from_numpy", "from_dlpack", "zeros", "ones", "full", "empty", "arange", "linspace",
            "eye", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn", "randint",
            "randperm", "rand_like", "randn_like", "randint_like", "manual_seed", "seed", "initial_seed"]
 
@@ -154,6 +154,18 @@ def from_numpy(arr: np.ndarray) -> Tensor:
         raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
     D.from_numpy(arr.dtype)  # TypeError for dtypes ember has no equivalent of
     return _leaf(arr, "cpu", copy=False)
+
+
+def from_dlpack(ext) -> Tensor:
+    """A tensor sharing memory with any DLPack producer on the CPU (a torch tensor, a numpy array,
+    a JAX array...): `ember.from_dlpack(torch.arange(3))`. Producers on a GPU are not supported yet.
+
+    >>> t = ember.from_dlpack(np.arange(3.0))
+    """
+    if hasattr(ext, "__dlpack_device__") and ext.__dlpack_device__()[0] != 1:   # 1: kDLCPU
+        raise RuntimeError(f"from_dlpack: only CPU producers are supported yet (device type "
+                           f"{ext.__dlpack_device__()[0]})")
+    return from_numpy(np.from_dlpack(ext))
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:

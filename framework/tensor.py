@@ -187,6 +187,21 @@ class Tensor:
             _realize([self.node], self.device)  # the node becomes a buffer leaf in place
         return self.node.arg.numpy().reshape(self.node.shape)
 
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """DLPack export (zero-copy on the CPU): torch.from_dlpack(t), np.from_dlpack(t)."""
+        if self.device != "cpu":
+            raise RuntimeError("__dlpack__: only CPU tensors can be exported yet")
+        arr = self._value()
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr)
+        kw = {} if max_version is None else {"max_version": max_version}
+        return arr.__dlpack__(stream=stream, **kw)
+
+    def __dlpack_device__(self):
+        if self.device != "cpu":
+            raise RuntimeError("__dlpack_device__: only CPU tensors can be exported yet")
+        return (1, 0)   # kDLCPU, device 0
+
     def __array__(self, dtype=None, copy=None):
         v = self._value()
         return v.astype(dtype) if dtype is not None else v.copy()
