@@ -38,7 +38,8 @@ from .tensor import Tensor, realize
 
 __all__ = ["compile"]
 
-_MAX_TRACES = 8        # traces per variant before giving up and running eagerly
+_MAX_TRACES = 8        # unconfirmed traces in a row before giving up and running eagerly
+_MAX_PROGRAMS = 4      # trusted programs kept per guard key (one per train/eval state, say)
 
 
 def compile(fn=None, *, fullgraph: bool = False, dynamic=None, mode=None, backend=None, disable: bool = False):
@@ -81,7 +82,7 @@ class CompiledFunction:
 
     def cache_info(self) -> dict:
         return {"hits": self.hits, "misses": self.misses,
-                "variants": sum(v.program is not None for v in self._variants.values())}
+                "variants": sum(len(v.programs) for v in self._variants.values())}
 
     def __call__(self, *args, **kwargs):
         if tracing.current is not None:   # called from inside another trace: just inline it
@@ -91,32 +92,37 @@ class CompiledFunction:
         if var is None:
             var = self._variants[key] = _Variant()
             _log(self.__name__, f"new variant: {_describe_miss(key, self._variants)}")
-        if var.program is not None:
-            why = var.program.guard_failure()
-            if why is None:
+        for prog in var.programs:          # e.g. one program per train/eval mode
+            if prog.guard_failure() is None:
                 self.hits += 1
-                return var.program.replay(args, kwargs)
-            _log(self.__name__, f"retrace: {why}")
-            var.program, var.last = None, None
+                return prog.replay(args, kwargs)
+        if var.programs and var.last is None:
+            _log(self.__name__, f"retrace: {var.programs[-1].guard_failure()}")
+            var.traces = 0
         self.misses += 1
         if var.traces >= _MAX_TRACES:
             return self._fn(*args, **kwargs)
         var.traces += 1
         prog = _trace(self._fn, args, kwargs)
         if var.last is not None and var.last.signature == prog.signature:
-            var.program = prog
-        elif var.last is not None:
+            var.programs = var.programs[-(_MAX_PROGRAMS - 1):] + [prog]
+            var.last = None                 # trusted: replay from the next call
+            return prog.result
+        if var.last is not None:
             _log(self.__name__, f"traced to a different program than its previous call "
                                 f"({_diff(var.last.signature, prog.signature)}); tracing again")
-        if var.traces >= _MAX_TRACES and var.program is None:
+        if var.traces >= _MAX_TRACES:
             _log(self.__name__, "traces differently every call; running it eagerly from now on")
         var.last = prog
         return prog.result
 
 
 class _Variant:
+    """The programs traced for one guard key: trusted ones (`programs`, each with its own guards,
+    e.g. train and eval mode) and the latest untrusted trace (`last`) awaiting confirmation."""
+
     def __init__(self):
-        self.program, self.last, self.traces = None, None, 0
+        self.programs, self.last, self.traces = [], None, 0
 
 
 def _log(name: str, msg: str) -> None:

@@ -237,7 +237,7 @@ def test_replay_memory_plan_never_shares_bytes_between_live_buffers():
     buffers that are never alive together may share bytes, and results are not in the arena."""
     data = _batches(2, (16, 20), 5)
     _, _, f = _train(_mlp, data, True, steps=5)
-    prog = next(v.program for v in f._variants.values())
+    prog = next(v.programs[0] for v in f._variants.values())
     plan, arena = prog.plan, prog.arena
     n_leaves = len(arena.ptrs) - len(plan.tmps)
     results = {i for src, i in plan.outputs if src == "tmp"}
@@ -256,3 +256,20 @@ def test_replay_memory_plan_never_shares_bytes_between_live_buffers():
             if a < b and life[a][0] <= life[b][1] and life[b][0] <= life[a][1]:
                 assert spans[a][1] <= spans[b][0] or spans[b][1] <= spans[a][0], (a, b)
     assert arena.nbytes <= sum(e - s + 64 for s, e in spans.values())
+
+
+def test_switching_between_train_and_eval_keeps_both_programs():
+    ember.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    f = ember.compile(m)
+    x = ember.ones(2, 4)
+    for mode in ["train", "eval"] * 3 + ["train"] * 3 + ["eval"] * 3:
+        getattr(m, mode)()
+        out = f(x).detach().numpy()
+        if mode == "eval":
+            np.testing.assert_allclose(out, m(x).detach().numpy(), rtol=1e-6)
+    info = f.cache_info()
+    assert info["variants"] == 2            # one trusted program per mode, both kept
+    hits_before = info["hits"]
+    m.train(); f(x); m.eval(); f(x)
+    assert f.cache_info()["hits"] == hits_before + 2   # switching back and forth replays, no retrace
