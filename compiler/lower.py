@@ -342,65 +342,65 @@ def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
 
 
 def _lower_outer_reduction(outputs, is_input, params, prefix, id_base):
-    """A reduction over outer axes, e.g. a bias gradient (sum over the batch of a (B, C) tensor):
+    """Reductions over outer axes, e.g. bias gradients (sums over the batch of a (B, C) tensor):
     the usual nest (for each output element: for each reduced element) reads with a large stride
-    and cannot vectorize. Instead the output is the accumulator and the reduced axes go outside:
+    and cannot vectorize. Instead each output is its own accumulator and the reduced axes go
+    outside:
 
         for c (parallel):   out[c] = identity
         for r:
             for c (parallel):   out[c] = combine(out[c], x[r, c])     # contiguous, vectorized
 
-    Both `c` loops are split across threads identically, so each thread owns its part of `out`
-    and no synchronisation is needed. Only for a lone output whose source is elementwise (no
-    nested reduction) and whose storage type is its compute type (partial sums are stored).
-    Returns (builder, statements, work) or None."""
-    if len(outputs) != 1 or outputs[0].kind != REDUCE:
+    Both `c` loops are split across threads identically, so each thread owns its part of the
+    outputs and no synchronisation is needed. For outputs that all reduce the same axes of
+    same-shape sources (e.g. a LayerNorm's weight and bias gradients), each with an elementwise
+    source (no nested reduction or gather) and a storage type equal to its compute type (partial
+    sums are stored). Returns (builder, statements, work) or None."""
+    o0 = outputs[0]
+    if o0.kind != REDUCE:
         return None
-    o = outputs[0]
-    x, axes = o.srcs[0], o.arg
-    if D.compute_dtype(o.dtype) is not o.dtype or 0 in x.shape:
+    shape, axes = o0.srcs[0].shape, o0.arg
+    if any(o.kind != REDUCE or o.srcs[0].shape != shape or o.arg != axes or
+           D.compute_dtype(o.dtype) is not o.dtype for o in outputs) or 0 in shape:
         return None
-    kept = [a for a in range(len(x.shape)) if a not in axes and x.shape[a] > 1]
-    red = [a for a in axes if x.shape[a] > 1]
-    if not kept or not red or max(red) > max(kept) or math.prod(x.shape[a] for a in red) < 16:
+    kept = [a for a in range(len(shape)) if a not in axes and shape[a] > 1]
+    red = [a for a in axes if shape[a] > 1]
+    if not kept or not red or max(red) > max(kept) or math.prod(shape[a] for a in red) < 16:
         return None
-    ivars = {a: Var(f"{prefix}z{a}", 0, x.shape[a] - 1) for a in kept}   # the init loops
-    kvars = {a: Var(f"{prefix}c{a}", 0, x.shape[a] - 1) for a in kept}   # the accumulating loops
-    rvars = {a: Var(f"{prefix}r{a}", 0, x.shape[a] - 1) for a in red}
+    ivars = {a: Var(f"{prefix}z{a}", 0, shape[a] - 1) for a in kept}   # the init loops
+    kvars = {a: Var(f"{prefix}c{a}", 0, shape[a] - 1) for a in kept}   # the accumulating loops
+    rvars = {a: Var(f"{prefix}r{a}", 0, shape[a] - 1) for a in red}
     b = _Builder(is_input, [], params, prefix, id_base)
 
     def out_index(vs):
-        return tuple(Expr({vs[a]: 1}, 0) if a in vs else const(0) for a in range(len(x.shape)))
+        return tuple(Expr({vs[a]: 1}, 0) if a in vs else const(0) for a in range(len(shape)))
     out_idx = out_index(kvars)
     src_idx = tuple(Expr({rvars[a]: 1}, 0) if a in rvars else e for a, e in enumerate(out_idx))
-    p = b.param(o, "out")
-    li, li0 = linear(out_idx, o.shape), linear(out_index(ivars), o.shape)
-    cdt = D.compute_dtype(o.dtype)
-    init = b.expr_val("store", None, [li0], (p, li0), srcs=(b.const(_identity(o.op, o.dtype), o.dtype),))
-    start = len(b.order)
-    body = b.value(x, src_idx)
-    if any(v.op == "reduce" for v in b.order[start:]) or b.bindings:
-        return None   # nested reductions and gathers keep the usual placement
-    cur = b.expr_val("load", cdt, [li], (p, li, ()))
-    new = b.val(REDUCE_COMBINE[o.op], cdt, (cur, body))
-    acc = b.expr_val("store", None, [li], (p, li), srcs=(new,))
-    b.ops.append(o.op)
+    li, li0 = linear(out_idx, o0.shape), linear(out_index(ivars), o0.shape)
+    inits, accs = [], []
+    for o in outputs:
+        p = b.param(o, "out")
+        inits.append(b.expr_val("store", None, [li0], (p, li0), srcs=(b.const(_identity(o.op, o.dtype), o.dtype),)))
+        start = len(b.order)
+        body = b.value(o.srcs[0], src_idx)
+        if any(v.op == "reduce" for v in b.order[start:]) or b.bindings:
+            return None   # nested reductions and gathers keep the usual placement
+        cur = b.expr_val("load", o.dtype, [li], (p, li, ()))
+        accs.append(b.expr_val("store", None, [li], (p, li), srcs=(b.val(REDUCE_COMBINE[o.op], o.dtype, (cur, body)),)))
+        b.ops.append(o.op)
 
     def nest(vs, stmts, split=True):   # with `split`, the first variable's loop is split across threads
         for k, v in reversed(list(enumerate(vs))):
             stmts = [Loop(v, v.hi + 1, "parallel" if k == 0 and split else "serial", stmts)]
         return stmts
     kv, rv, iv = [kvars[a] for a in kept], [rvars[a] for a in red], [ivars[a] for a in kept]
-    kset, rset = set(kv), set(rv)
+    kset, rset, skip = set(kv), set(rv), {id(v) for v in inits + accs}
     top, outer, inner = [], [], []   # each value where its variables are bound (b.order is topological)
     for v in b.order:
-        if v is init or v is acc:
-            continue
-        (inner if v.deps & kset else outer if v.deps & rset else top).append(v)
-    init_nest = nest(iv, [init])
-    red_nest = nest(rv, outer + nest(kv, inner + [acc]), split=False)
-    work = 2 * math.prod(x.shape[a] for a in kept) + math.prod(x.shape[a] for a in kept + red)
-    return b, top + init_nest + red_nest, work
+        if id(v) not in skip:
+            (inner if v.deps & kset else outer if v.deps & rset else top).append(v)
+    work = math.prod(shape[a] for a in kept) * (math.prod(shape[a] for a in red) + 1)   # innermost iterations
+    return b, top + nest(iv, inits) + nest(rv, outer + nest(kv, inner + accs), split=False), work
 
 
 def _build(outputs, is_input, shape, loops, params, prefix, id_base) -> _Builder:

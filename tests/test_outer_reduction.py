@@ -51,3 +51,19 @@ def test_bias_gradient_shape_accumulates_into_the_output_with_contiguous_loads()
     r = next(i for i, ln in enumerate(ir) if "for r0 in 0..256  # serial" in ln)
     assert "for c1 in 0..512  # parallel" in ir[r + 1]
     assert any("load(p0[c1])" in ln for ln in ir[r:]) and any("store(" in ln and "p0[c1]" in ln for ln in ir[r:])
+
+
+def test_several_outer_reductions_share_one_kernel():
+    """A LayerNorm's weight and bias gradients: two column sums of one shape in one kernel, both
+    accumulating into their outputs."""
+    rng = np.random.default_rng(3)
+    g, xh = rng.standard_normal((2, 16, 8, 64)).astype(np.float32)
+    eg, ex = ember.tensor(g), ember.tensor(xh)
+    with ember.debug.capture() as cap:
+        dw, db = (eg * ex).sum((0, 1)), eg.sum((0, 1))
+        ember.realize(dw, db)
+    [k] = cap.kernels
+    ir = k.source("ir")
+    assert "# serial" in ir and "reduce(" not in ir and ir.count("store(") == 4   # 2 inits, 2 accumulations
+    np.testing.assert_allclose(dw.numpy(), (g.astype(np.float64) * xh).sum((0, 1)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db.numpy(), g.astype(np.float64).sum((0, 1)), rtol=1e-4, atol=1e-4)
