@@ -28,8 +28,8 @@ and packing reads through it, copying runs that turn out contiguous with vector 
 happens in packing; no column buffer is ever written.
 
 Two copies are skipped where they cannot pay: with few columns (N <= 2 NR) each packed A element
-would serve at most two slivers, so the micro-kernel reads A in place; with a single panel of rows
-(M <= MR, GEMV-like) it reads row-contiguous B in place, prefetching rows ahead in software.
+would serve at most two slivers, so the micro-kernel reads A in place; with at most two panels of
+rows (M <= 2 MR, GEMV-like) it reads row-contiguous B in place, prefetching rows ahead in software.
 
 Threads split batch x MR-row panels of C (each thread packs the B blocks it needs), or, when there
 are more columns than rows, batch x NR-column panels.
@@ -37,6 +37,7 @@ are more columns than rows, batch x NR-column panels.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, replace
 
 from ..compiler import dtypes as D
@@ -109,6 +110,8 @@ def gemm_flops(batch: int, M: int, N: int, K: int) -> int:
 
 TYPES = {"float32": "float", "float64": "double"}
 PREFETCH_ROWS = 48     # how far ahead the direct micro-kernel prefetches B rows
+DIRECT_B_PANELS = 2    # B is read in place (not packed) when C has at most this many row panels
+FMA_CHAINS = 8         # independent accumulators that hide FMA latency (2 pipes x 4 cycles on Zen 3 / Skylake)
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,15 @@ class _Spec:
 
     @property
     def b_direct(self) -> bool:
-        """With a single panel of rows (GEMV-like), packing B costs more than the product: the
-        micro-kernel then reads row-contiguous B in place (only the ragged last sliver is packed)."""
-        return self.M <= self.cfg.mr and self.sb[2] == 1 and _affine(self.sb[1])
+        """With few panels of rows, each packed B sliver would serve only them, so packing B costs
+        more than it saves: the micro-kernel then reads row-contiguous B in place (only the ragged
+        last sliver is packed), the later panels finding the sliver in cache."""
+        return self.M <= DIRECT_B_PANELS * self.cfg.mr and self.sb[2] == 1 and _affine(self.sb[1])
+
+    @property
+    def direct_rows(self) -> list[int]:
+        """Row counts of the panels when B is read in place: MR, and the ragged last panel."""
+        return sorted({min(self.M, self.cfg.mr), self.M % self.cfg.mr} - {0})
 
     @property
     def kce(self) -> int:
@@ -196,7 +205,7 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
     if batch and M and N and K:
         parts += [_microkernel(s, r) for r in range(1, cfg.mr + 1)]
         if s.b_direct:
-            parts.append(_microkernel(s, s.M, direct=True))
+            parts += [_microkernel(s, r, direct=True) for r in s.direct_rows]
         parts += [_pack_b(s), _block(s)] + ([] if s.a_direct else [_pack_a(s)])
     parts += [_driver(s), *_declarations(s)]
     return "\n\n".join(parts) + "\n"
@@ -256,31 +265,34 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
 
     def kloop(tag: str, start: str, init, bound: str, unroll: int):
         """for (k = start; k < bound; k += unroll) with the accumulators in phis (entering with
-        `init`); returns the accumulators' values on exit."""
+        `init`, a list of accumulator sets: unrolled step u updates set u % len(init)); returns
+        the sets' values on exit."""
         k, body, pred = f"%{tag}.k", f"{tag}.body", f.block
-        acc = [[f"%{tag}.a{i}_{j}" for j in range(nv)] for i in range(rows)]
-        out = [[f"%{tag}.o{i}_{j}" for j in range(nv)] for i in range(rows)]
+        acc = [[[f"%{tag}.a{q}_{i}_{j}" for j in range(nv)] for i in range(rows)] for q in range(len(init))]
+        out = [[[f"%{tag}.o{q}_{i}_{j}" for j in range(nv)] for i in range(rows)] for q in range(len(init))]
         f.do(f"br label %{tag}")
         f.label(tag)
         L.append(f"  {k} = phi i64 [ {start}, %{pred} ], [ {k}.next, %{body} ]")
-        for i in range(rows):
-            for j in range(nv):
-                L.append(f"  {acc[i][j]} = phi {v} [ {init[i][j]}, %{pred} ], [ {out[i][j]}, %{body} ]")
+        for q, i, j in itertools.product(range(len(init)), range(rows), range(nv)):
+            L.append(f"  {acc[q][i][j]} = phi {v} [ {init[q][i][j]}, %{pred} ], [ {out[q][i][j]}, %{body} ]")
         f.do(f"br i1 {f(f'icmp ult i64 {k}, {bound}')}, label %{body}, label %{tag}.done")
         f.label(body)
-        cur = acc
+        cur = list(acc)
         for u in range(unroll):
-            cur = step(f.add(k, u), cur)
-        for i in range(rows):
-            for j in range(nv):
-                L.append(f"  {out[i][j]} = bitcast {v} {cur[i][j]} to {v}")
+            cur[u % len(cur)] = step(f.add(k, u), cur[u % len(cur)])
+        for q, i, j in itertools.product(range(len(init)), range(rows), range(nv)):
+            L.append(f"  {out[q][i][j]} = bitcast {v} {cur[q][i][j]} to {v}")
         L.append(f"  {k}.next = add nuw nsw i64 {k}, {unroll}")
         # the body is unrolled as written: stop LLVM from unrolling (and bloating) it further
         f.do(f"br label %{tag}, !llvm.loop !{_loop_id(rows, tag, direct)}")
         f.label(f"{tag}.done")
         return acc
 
-    U = cfg.unroll if rows == cfg.mr else 1   # edge tiles are rare: keep their code small
+    # A tile of few rows has too few accumulators to hide the FMA latency (FMA_CHAINS independent
+    # chains keep both pipes busy): it then keeps several sets, alternating between them per k,
+    # summed after the loop. Full tiles are unrolled; other edge tiles are rare: kept small.
+    sets = 1 if rows * nv >= FMA_CHAINS else -(-FMA_CHAINS // (rows * nv))
+    U = cfg.unroll if rows == cfg.mr else sets
     # the tile of C is read (or written) after the k loop: fetch its lines while the loop runs
     for i in range(rows):
         for off in sorted({0, cfg.nr - 1}):
@@ -288,9 +300,13 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
     zero = [["zeroinitializer"] * nv for _ in range(rows)]
     if U > 1:
         f.do(f"%kmain = and i64 %kc, {-U}")
-        racc = kloop("rem", "%main.k", kloop("main", "0", zero, "%kmain", U), "%kc", 1)
+        parts = kloop("main", "0", [zero] * sets, "%kmain", U)
+        total = parts[0]
+        for other in parts[1:]:
+            total = [[f(f"fadd {v} {x}, {y}") for x, y in zip(rx, ry)] for rx, ry in zip(total, other)]
+        racc = kloop("rem", "%main.k", [total], "%kc", 1)[0]
     else:
-        racc = kloop("rem", "0", zero, "%kc", 1)
+        racc = kloop("rem", "0", [zero], "%kc", 1)[0]
     # write the tile: full or column-masked, assigning or accumulating
     f.do(f"br i1 {f(f'icmp eq i64 %cols, {cfg.nr}')}, label %full, label %part")
     sfx = f"v{V}{'f32' if ty == 'float' else 'f64'}"
@@ -379,14 +395,35 @@ def _block(s: _Spec) -> str:
                     apanel = "%pa"
                     f.do(f"call void @{s.sym}.packa(ptr %pa, ptr {ablock}, i64 {mc}, i64 {kc}, ptr {mt}, ptr {kta}, ptr {kfa})")
                 crow = f.gep(ty, c, f.add(jc, f.mul(ic, s.N)))
-                if s.b_direct:          # one panel of exactly M rows
-                    uk = f"@{s.sym}.uk{s.M}"
-                    with f.loop("0", nfull, cfg.nr) as jr:
-                        bp, cp = f.gep(ty, bk, jr), f.gep(ty, crow, jr)
-                        f.do(f"call void {uk}d(i64 {kc}, ptr {apanel}, ptr {bp}, ptr {cp}, i64 {cfg.nr}, i1 {acc})")
-                    with f.if_(f(f"icmp ult i64 {nfull}, {nc}")):
-                        f.do(f"call void {uk}(i64 {kc}, ptr {apanel}, ptr %pb, ptr {f.gep(ty, crow, nfull)}, "
-                             f"i64 {f.sub(nc, nfull)}, i1 {acc})")
+                astep = sam if s.a_direct else kc if s.a_kmajor else s.kce   # between panel rows
+
+                def tile(rows, variants, suffix, ap, bp, cp, cols):
+                    """Call the micro-kernel variant for `rows` (one of `variants`, the last the default)."""
+                    args = f"i64 {kc}, ptr {ap}, ptr {bp}, ptr {cp}, i64 {cols}, i1 {acc}"
+                    if len(variants) == 1:
+                        f.do(f"call void @{s.sym}.uk{variants[0]}{suffix}({args})")
+                        return
+                    labels = [f.fresh("uk") for _ in variants]
+                    join = f.fresh("ukjoin")
+                    cases = " ".join(f"i64 {r}, label %{lab}" for r, lab in zip(variants[:-1], labels))
+                    f.do(f"switch i64 {rows}, label %{labels[-1]} [ {cases} ]")
+                    for r, lab in zip(variants, labels):
+                        f.label(lab)
+                        f.do(f"call void @{s.sym}.uk{r}{suffix}({args})")
+                        f.do(f"br label %{join}")
+                    f.label(join)
+                if s.b_direct:          # B read in place by each panel in turn (a ragged edge packed)
+                    with f.loop("0", nc, cfg.nr) as jr:
+                        cols = f.min(cfg.nr, f.sub(nc, jr))
+                        inplace = f(f"icmp ult i64 {jr}, {nfull}")
+                        bp = f(f"select i1 {inplace}, ptr {f.gep(ty, bk, jr)}, ptr %pb")
+                        with f.loop("0", mc, cfg.mr) as ir:
+                            rows = f.min(cfg.mr, f.sub(mc, ir))
+                            ap, cp = f.gep(ty, apanel, f.mul(ir, astep)), f.gep(ty, crow, f.add(jr, f.mul(ir, s.N)))
+                            with f.if_(inplace):
+                                tile(rows, s.direct_rows, "d", ap, bp, cp, cols)
+                            with f.if_(f(f"xor i1 {inplace}, true")):
+                                tile(rows, s.direct_rows, "", ap, bp, cp, cols)
                 else:
                     with f.loop("0", nc, cfg.nr) as jr:
                         cols = f.min(cfg.nr, f.sub(nc, jr))
@@ -394,18 +431,9 @@ def _block(s: _Spec) -> str:
                         cj = f.gep(ty, crow, jr)
                         with f.loop("0", mc, cfg.mr) as ir:
                             rows = f.min(cfg.mr, f.sub(mc, ir))
-                            ap = f.gep(ty, apanel, f.mul(ir, sam if s.a_direct else kc if s.a_kmajor else s.kce))
+                            ap = f.gep(ty, apanel, f.mul(ir, astep))
                             cp = f.gep(ty, cj, f.mul(ir, s.N))
-                            args = f"i64 {kc}, ptr {ap}, ptr {bp}, ptr {cp}, i64 {cols}, i1 {acc}"
-                            labels = [f.fresh("uk") for _ in range(cfg.mr)]
-                            join = f.fresh("ukjoin")
-                            cases = " ".join(f"i64 {r}, label %{labels[r - 1]}" for r in range(1, cfg.mr))
-                            f.do(f"switch i64 {rows}, label %{labels[-1]} [ {cases} ]")
-                            for r in range(1, cfg.mr + 1):
-                                f.label(labels[r - 1])
-                                f.do(f"call void @{s.sym}.uk{r}({args})")
-                                f.do(f"br label %{join}")
-                            f.label(join)
+                            tile(rows, list(range(1, cfg.mr + 1)), "", ap, bp, cp, cols)
     f.do("ret void")
     return f.render()
 

@@ -82,23 +82,51 @@ def _pack_a(s: _Spec) -> str:
     _, sam, sak = s.sa
     f = Function(f"{s.sym}.packa", "void", [("ptr noalias", "dst"), ("ptr noalias", "src"), ("i64", "mc"),
                                            ("i64", "kc"), ("ptr noalias", "mt"), ("ptr noalias", "kt"),
-                                           ("ptr noalias", "kf")], "noinline #0")
+                                           ("ptr noalias", "kf")], 'noinline "no-builtins" #0')   # row copies, not memcpy calls
+    V, v = cfg.vec, s.vty
     if s.a_kmajor:  # sliver p: [k][MR]; reads A^T along its contiguous rows
+        MR = cfg.mr
+        W = -(-MR // V) * V     # elements a vector copy of one sliver row moves (>= MR)
+
         def copy(i0, kk, k, i):
             x = f.load(ty, f.gep(ty, "%src", f.add(f.add(i0, i), kk)), s.isz)
-            f.store(ty, x, f.gep(ty, "%dst", f.add(f.mul(i0, "%kc"), f.add(f.mul(k, cfg.mr), i))), s.isz)
-        full = f.mul(f(f"udiv i64 %mc, {cfg.mr}"), cfg.mr)
-        with f.loop("0", full, cfg.mr) as i0:
+            f.store(ty, x, f.gep(ty, "%dst", f.add(f.mul(i0, "%kc"), f.add(f.mul(k, MR), i))), s.isz)
+        full = f(f"udiv i64 %mc, {MR}")
+        # Slivers whose W-element reads stay inside the block's rows are copied by vector copies of
+        # W elements, the extra W - MR lanes landing on slots written later: the next k's of the
+        # same sliver, or the next sliver's first k. Groups of G slivers go k by k, so each k's
+        # row of A is read whole and only G panels are written at once (their strides may map
+        # to few cache sets); a group's last k is then copied exactly (its spill would overwrite
+        # the next sliver's first k, already written). The slivers near the block's end, whose
+        # reads would leave it, are copied element by element.
+        def vcopy(p, k, kk):
+            i0 = f.mul(p, MR)
+            for j in range(0, W, V):
+                x = f.load(v, f.gep(ty, "%src", f.add(f.add(i0, kk), j)), s.isz)
+                f.store(v, x, f.gep(ty, "%dst", f.add(f.mul(i0, "%kc"), f.add(f.mul(k, MR), j))), s.isz)
+        G = 8
+        nvec = f(f"sdiv i64 {f.max(f.sub('%mc', W - MR), 0)}, {MR}")
+        with f.loop("0", nvec, G) as p0:
+            p1 = f.min(f.add(p0, G), nvec)
+            with f.loop("0", f.sub("%kc", 1)) as k:
+                kk = _lookup(f, "%kt", k, sak)
+                with f.loop(p0, p1) as p:
+                    vcopy(p, k, kk)
+            k = f.sub("%kc", 1)
+            kk = _lookup(f, "%kt", k, sak)
+            with f.loop(p0, p1) as p:
+                for i in range(MR):
+                    copy(f.mul(p, MR), kk, k, i)
+        with f.loop(nvec, full) as p:
             with f.loop("0", "%kc") as k:
                 kk = _lookup(f, "%kt", k, sak)
-                for i in range(cfg.mr):
-                    copy(i0, kk, k, i)
+                for i in range(MR):
+                    copy(f.mul(p, MR), kk, k, i)
         with f.loop("0", "%kc") as k:       # the ragged last sliver
             kk = _lookup(f, "%kt", k, sak)
-            with f.loop("0", f.sub("%mc", full)) as i:
-                copy(full, kk, k, i)
-    else:           # row i at i*KCe: a contiguous copy per row when A is row-major
-        V, v = cfg.vec, s.vty
+            with f.loop("0", f.sub("%mc", f.mul(full, MR))) as i:
+                copy(f.mul(full, MR), kk, k, i)
+    else:           # row i at i*KCe: vector copies of each row's contiguous runs of k
 
         def scalar(src, dst, k0, k1):
             with f.loop(k0, k1) as k:
@@ -106,9 +134,9 @@ def _pack_a(s: _Spec) -> str:
                 f.store(ty, x, f.gep(ty, dst, k), s.isz)
         with f.loop("0", "%mc") as i:
             src, dst = f.gep(ty, "%src", _lookup(f, "%mt", i, sam)), f.gep(ty, "%dst", f.mul(i, s.kce))
-            if _affine(sak) or not _runs(sak, V):
+            if not _runs(sak, V):
                 scalar(src, dst, "0", "%kc")
-            else:           # window rows: vector copies of the k runs the block's flags mark
+            else:           # unit stride, or window rows: the k runs the block's flags mark
                 groups = f(f"udiv i64 %kc, {V}")
                 with f.loop("0", groups) as q:
                     k0 = f.mul(q, V)
@@ -116,8 +144,11 @@ def _pack_a(s: _Spec) -> str:
                     def vector(k0=k0):
                         x = f.load(v, f.gep(ty, src, _lookup(f, "%kt", k0, sak)), s.isz)
                         f.store(v, x, f.gep(ty, dst, k0), s.isz)
-                    flag = f(f"icmp ne i64 {f.load('i64', f.gep('i64', '%kf', q), 8)}, 0")
-                    _if_else(f, flag, vector, lambda k0=k0: scalar(src, dst, k0, f.add(k0, V)))
+                    if _affine(sak):
+                        vector()
+                    else:
+                        flag = f(f"icmp ne i64 {f.load('i64', f.gep('i64', '%kf', q), 8)}, 0")
+                        _if_else(f, flag, vector, lambda k0=k0: scalar(src, dst, k0, f.add(k0, V)))
                 scalar(src, dst, f.mul(groups, V), "%kc")
     f.do("ret void")
     return f.render()
@@ -182,19 +213,33 @@ def _pack_b(s: _Spec) -> str:
                 f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
 
     def transposed(src, dst, cols):       # runs of V k's: V x V register transposes
+        def block(k0, kk, j, q):          # columns j..j+V, k's k0..k0+V*q: q transposes per column group
+            rows = [[f.load(v, f.gep(ty, src, f.add(f.add(kk, h * V), cols[j + r])), s.isz) for h in range(q)]
+                    for r in range(V)]
+            for h in range(q):
+                for qq, col in enumerate(_transpose(f, [rows[r][h] for r in range(V)], v, V)):
+                    f.store(v, col, f.gep(ty, dst, f.add(f.mul(f.add(k0, h * V + qq), nr), j)), V * s.isz)
         groups = f(f"udiv i64 %kc, {V}")
-        with f.loop("0", groups) as q:
-            k0 = f.mul(q, V)
+        if _affine(sbk):
+            # Q groups of k per column read a whole cache line of it at once: with columns far apart
+            # (B^T of an attention batch) a line would be evicted before its next group's turn
+            Q = max(1, 64 // (V * s.isz))
+            pairs = f(f"udiv i64 %kc, {Q * V}")
+            for j in range(0, nr, V):
+                with f.loop("0", pairs) as q:
+                    k0 = f.mul(q, Q * V)
+                    block(k0, k0, j, Q)
+                with f.loop(f.mul(pairs, Q), groups) as q:
+                    k0 = f.mul(q, V)
+                    block(k0, k0, j, 1)
+        else:
+            with f.loop("0", groups) as q:
+                k0 = f.mul(q, V)
 
-            def vector(k0=k0):
-                kk = _lookup(f, "%kt", k0, sbk)
-                for j in range(0, nr, V):
-                    rows = [f.load(v, f.gep(ty, src, f.add(kk, cols[j + r])), s.isz) for r in range(V)]
-                    for qq, col in enumerate(_transpose(f, rows, v, V)):
-                        f.store(v, col, f.gep(ty, dst, f.add(f.mul(f.add(k0, qq), nr), j)), V * s.isz)
-            if _affine(sbk):
-                vector()
-            else:
+                def vector(k0=k0):
+                    kk = _lookup(f, "%kt", k0, sbk)
+                    for j in range(0, nr, V):
+                        block(k0, kk, j, 1)
                 flag = f(f"icmp ne i64 {f.load('i64', f.gep('i64', '%kf', q), 8)}, 0")
                 _if_else(f, flag, vector, lambda k0=k0: scalar_copy(src, dst, cols, k0, f.add(k0, V)))
         scalar_copy(src, dst, cols, f.mul(groups, V), "%kc")   # the k tail

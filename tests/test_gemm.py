@@ -29,11 +29,17 @@ def operand(rng, dtype, batch, rows, cols, layout, broadcast, offset):
         inner = (cols, 1)
     elif layout == "col":      # a transposed view
         inner = (1, rows)
-    else:                      # every other element of rows with a padded leading dimension
+    elif layout == "gapped":   # every other element of rows with a padded leading dimension
         inner = (2 * cols + 3, 2)
-    matrix = (rows - 1) * inner[0] + (cols - 1) * inner[1] + 1
-    strides = (0 if broadcast else matrix, *inner)
-    size = offset + (batch - 1) * strides[0] + matrix
+    if layout in ("interleaved", "interleavedT"):   # the batches' rows (columns) side by side,
+        # as attention reads heads out of a (seq, batch*heads, head_dim) array: rows far apart
+        strides = (cols, batch * cols, 1) if layout == "interleaved" else (rows, 1, batch * rows)
+        strides = (0, *strides[1:]) if broadcast else strides
+        size = offset + sum((n - 1) * st for n, st in zip((batch, rows, cols), strides)) + 1
+    else:
+        matrix = (rows - 1) * inner[0] + (cols - 1) * inner[1] + 1
+        strides = (0 if broadcast else matrix, *inner)
+        size = offset + (batch - 1) * strides[0] + matrix
     buf = rng.standard_normal(size).astype(dtype.np)
     view = np.lib.stride_tricks.as_strided(buf[offset:], (batch, rows, cols),
                                            [s * buf.itemsize for s in strides], writeable=False)
@@ -151,3 +157,67 @@ def test_gemm_register_tiles_of_every_isa(isa, dtype):
 def test_gemm_unpacked_operand_paths(dtype, M, N, la, lb):
     """The shapes where the micro-kernel reads A (few columns) or B (one panel of rows) in place."""
     check(dtype, 2, M, N, 3 * TINY[dtype].kc + 1, la, lb, True, False, 2, 1, TINY[dtype], 2)
+
+
+# The packing paths that matter for the mid-size products of training steps (kernels/gemm_pack.py):
+# A^T packed k-major by vector copies whose extra lanes spill into the next k's slots (so M around
+# MR..2 MR + VEC and the last k matter), B read in place for up to two panels of rows, B^T packed
+# by transposes that read whole cache lines (K around multiples of 2 VEC), rows far apart
+# (attention's interleaved heads), on default and small blockings, float32 and float64.
+MID = {dt: gemm.Config(mr=c.mr, nr=c.nr, vec=c.vec, mc=3 * c.mr, kc=40, nc=4 * c.nr)
+       for dt, c in ((dt, gemm.default_config(dt)) for dt in (D.float32, D.float64))}
+PATH_LAYOUTS = ["row", "col", "interleaved", "interleavedT"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(dtype=st.sampled_from([D.float32, D.float64]), batch=st.integers(1, 4),
+       M=st.one_of(st.integers(1, 24), st.integers(25, 70)), N=st.one_of(st.integers(1, 40), st.integers(41, 90)),
+       K=st.one_of(st.sampled_from([15, 16, 17, 31, 32, 33, 48, 64, 81]), st.integers(1, 100)),
+       la=st.sampled_from(PATH_LAYOUTS), lb=st.sampled_from(PATH_LAYOUTS), ba=st.booleans(),
+       config=st.sampled_from(["default", "mid", "tiny"]), nt=st.integers(1, 3))
+def test_gemm_packing_paths_match_numpy(dtype, batch, M, N, K, la, lb, ba, config, nt):
+    cfg = {"default": None, "mid": MID[dtype], "tiny": TINY[dtype]}[config]
+    check(dtype, batch, M, N, K, la, lb, ba, False, 1, 2, cfg, nt)
+
+
+@pytest.mark.parametrize("dtype", [D.float32, D.float64])
+@pytest.mark.parametrize("M", [6, 7, 8, 9, 12, 13, 14, 20, 23, 50, 51, 56, 97])
+def test_gemm_kmajor_packing_spill(dtype, M):
+    """A^T packed k-major: full slivers by vector copies, the ones near the block's end and the
+    last k element by element; every sliver row and k must land exactly once."""
+    check(dtype, 1, M, 37, 19, "col", "row", False, False, 0, 0, None, 1)
+    check(dtype, 2, M, 21, 2 * MID[dtype].kc + 3, "col", "col", False, False, 3, 0, MID[dtype], 2)
+
+
+@pytest.mark.parametrize("dtype", [D.float32, D.float64])
+@pytest.mark.parametrize("M", [7, 11, 12])
+def test_gemm_b_in_place_two_panels(dtype, M):
+    """Two panels of rows read B in place (a full one and the ragged one), with a packed ragged sliver."""
+    cfg = gemm.default_config(dtype)
+    assert gemm._Spec("g", "float", 4, 1, M, 3 * cfg.nr + 5, 9, (0, 9, 1), (0, 3 * cfg.nr + 5, 1), 0, 0, cfg).b_direct
+    for la in ("row", "col"):
+        check(dtype, 2, M, 3 * cfg.nr + 5, 70, la, "row", True, False, 0, 1, None, 2)
+
+
+# The products of the benchmarks' training steps with their strides as ember's matcher finds them
+# (`ember.debug.capture()` on benchmarks.training): linear layers forward and backward, and the
+# batched attention products reading heads out of a (seq, batch*heads, head_dim) layout.
+TRAINING = [(1, 256, 512, 784, (0, 784, 1), (0, 1, 784)), (1, 512, 784, 256, (0, 1, 512), (0, 784, 1)),
+            (1, 10, 512, 256, (0, 1, 10), (0, 512, 1)), (1, 256, 10, 512, (0, 512, 1), (0, 1, 512)),
+            (1, 128, 512, 1024, (0, 1, 128), (0, 512, 1)), (64, 64, 64, 32, (32, 2048, 1), (32, 1, 2048)),
+            (64, 64, 32, 64, (4096, 64, 1), (32, 2048, 1)), (64, 32, 64, 64, (32, 1, 2048), (4096, 64, 1))]
+
+
+@pytest.mark.parametrize("batch,M,N,K,sa,sb", TRAINING)
+def test_gemm_training_step_shapes(batch, M, N, K, sa, sb):
+    rng = np.random.default_rng(1)
+    span = [1 + sum((n - 1) * st for n, st in zip(dims, strides)) for dims, strides in
+            (((batch, M, K), sa), ((batch, K, N), sb))]
+    a, b = (rng.standard_normal(n).astype(np.float32) for n in span)
+    fn = gemm.compile_gemm(D.float32, batch, M, N, K, sa, sb)
+    c = np.full((batch, M, N), np.nan, np.float32)
+    run_threads(fn, c, a, b, 2)
+    view = lambda x, shape, st: np.lib.stride_tricks.as_strided(x, shape, [v * 4 for v in st]).astype(np.float64)
+    ra, rb = view(a, (batch, M, K), sa), view(b, (batch, K, N), sb)
+    tol = (K + 2) * np.finfo(np.float32).eps * (np.abs(ra) @ np.abs(rb))
+    assert (np.abs(c - ra @ rb) <= tol).all()
