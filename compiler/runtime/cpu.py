@@ -2,12 +2,12 @@
 
 Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel runs as one
 call per core when it does enough work to pay for the hand-off (each call takes its share of every
-loop nest); ctypes releases the GIL during the call, so the calls run in parallel on a thread pool.
+loop nest); ctypes releases the GIL during the call, so the calls run in parallel on worker threads.
 
-Fork safety: a forked child (a DataLoader worker) has only the thread that forked, so the pool it
-inherits has no threads behind it and anything submitted to it would wait forever; the child drops
-it (and re-creates the compiler's lock, which another thread may have held) and builds a fresh pool
-on its first parallel launch. Kernels already loaded stay callable (the child has a copy of their
+Fork safety: a forked child (a DataLoader worker) has only the thread that forked, so the workers it
+inherits have no threads behind them and work handed to them would wait forever; the child drops
+them (and re-creates the compiler's lock, which another thread may have held) and starts fresh
+ones on its first parallel launch. Kernels already loaded stay callable (the child has a copy of their
 code); new ones compile and load into the inherited MCJIT engine as usual, since no LLVM call can be
 in progress in the forking thread.
 """
@@ -17,14 +17,13 @@ import ctypes
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite
 import llvmlite.binding as llvm
 
 from .. import cache
 
-PARALLEL_MIN_WORK = 1 << 15   # iterations; below this one core is faster than the hand-off
+PARALLEL_MIN_WORK = 1 << 16   # iterations; below this one core is faster than the ~15 us hand-off
 
 
 def num_threads() -> int:
@@ -105,7 +104,6 @@ class CPUCompiler:
 
 
 _compiler: CPUCompiler | None = None
-_pool: ThreadPoolExecutor | None = None
 
 
 def compiler() -> CPUCompiler:
@@ -115,16 +113,40 @@ def compiler() -> CPUCompiler:
     return _compiler
 
 
-def _threads():
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1), thread_name_prefix="ember")
-    return _pool
+class _Worker:
+    """A thread that runs one kernel share at a time. Handing work over is two raw locks (`go`,
+    `done`) released and acquired from C, not a future: a thread pool's submit/result costs
+    ~50 us per launch, more than many kernels take. (ctypes releases the GIL during the call.)"""
+
+    def __init__(self, k: int):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job, self.error = None, None
+        threading.Thread(target=self._run, name=f"ember-{k}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.go.acquire()
+            fn, args = self.job
+            try:
+                fn(*args)
+            except BaseException as e:   # reported by the launching thread
+                self.error = e
+            self.done.release()
+
+
+_workers: list = []
+
+
+def _threads(n: int) -> list:
+    while len(_workers) < n:
+        _workers.append(_Worker(len(_workers) + 1))
+    return _workers[:n]
 
 
 def _after_fork_in_child() -> None:
-    global _pool
-    _pool = None
+    _workers.clear()   # the child has no threads behind the parent's workers
     _cores.cache_clear()
     if _compiler is not None:
         _compiler.lock = threading.Lock()
@@ -143,7 +165,16 @@ def launch(fn, ptrs: list[int], work: int) -> None:
     if nt == 1:
         fn(*ptrs, 0, 1)
         return
-    futures = [_threads().submit(fn, *ptrs, t, nt) for t in range(1, nt)]
-    fn(*ptrs, 0, nt)
-    for f in futures:
-        f.result()
+    workers = _threads(nt - 1)
+    for t, w in enumerate(workers, 1):
+        w.job = (fn, (*ptrs, t, nt))
+        w.go.release()
+    try:
+        fn(*ptrs, 0, nt)
+    finally:
+        for w in workers:
+            w.done.acquire()
+    for w in workers:
+        if w.error is not None:
+            e, w.error = w.error, None
+            raise e
