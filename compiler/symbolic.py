@@ -219,14 +219,24 @@ def _lift(x) -> Expr:
 
 
 def _recombine(t: dict, k: int) -> Expr:
-    """Fold c·(x//n)·n + c·(x%n) back into c·x."""
+    """Fold c·(x//n)·n + c·(x%n) back into c·x. x//n may also be written y//(m·n) when x is y//m
+    (a flattened index split into three axes, then flattened again: ((i//512)%64)*512 + i//32768*32768
+    is (i//512)*512, which then folds with i%512 into i)."""
     for a, c in list(t.items()):
         if isinstance(a, Mod) and c:
             d = FloorDiv(a.x, a.c)
-            if t.get(d, 0) == c * a.c:
-                del t[a], t[d]
-                e = Expr(t, k) + a.x * c
-                return e
+            if t.get(d, 0) != c * a.c:
+                inner = a.x.terms
+                if a.x.const != 0 or len(inner) != 1:
+                    continue
+                (y, one), = inner
+                if one != 1 or not isinstance(y, FloorDiv):
+                    continue
+                d = FloorDiv(y.x, y.c * a.c)
+                if t.get(d, 0) != c * a.c:
+                    continue
+            del t[a], t[d]
+            return Expr(t, k) + a.x * c
     return Expr(t, k)
 
 

@@ -62,3 +62,20 @@ def test_dividends_stay_non_negative():
         for a in e.atoms():
             if hasattr(a, "x"):
                 assert a.x.lo >= 0, e
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 5), st.integers(-3, 3))
+def test_a_three_way_split_index_flattens_back(a, b, n, c):
+    """((i//a)%b)*a + (i//(a*b))*(a*b) + i%a is i (a flat index split into three axes and flattened
+    again, as loop merging does); scaled by c, and its two-axis part alone is (i//a)*a. Values are
+    checked at every point, and the forms must be the plain ones so inner loops carry no div/mod."""
+    size = a * b * n
+    i = var("i", 0, size - 1)
+    whole = ((i // a) % b) * a * c + (i // (a * b)) * (a * b * c) + (i % a) * c
+    part = ((i // a) % b) * a + (i // (a * b)) * (a * b)
+    for v in range(size):
+        assert whole.evaluate({"i": v}) == v * c and part.evaluate({"i": v}) == v // a * a
+    if c:
+        assert whole == i * c
+    assert part == (i // a) * a
