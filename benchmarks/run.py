@@ -199,7 +199,8 @@ def section(facts: dict, command: str, tbl: str, tgts: list[str]) -> str:
 
 HEADER = f"""# Benchmark results
 
-Each section below is one run of `python -m benchmarks.run --write` (see README.md): the machine,
+Each section below is one run of `python -m benchmarks.run --write` or of
+`python -m benchmarks.training --write` (training steps; see benchmarks/README.md): the machine,
 library versions, the exact command, and the table it printed. Times are medians after warm-up;
 "first call" includes torch.compile's compile and ember's JIT compile, which the median excludes.
 "ember speedup" is (that framework's time) / (ember's time). GB/s counts the minimum bytes the
