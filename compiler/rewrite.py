@@ -100,6 +100,20 @@ def reshape_of_expand(n: Node):
     return expand_to(Node.make("reshape", [src.srcs[0]], pre), n.shape)
 
 
+def one_plus_tanh(n: Node):
+    """1 + tanh(u) -> 2 / (1 + exp(-2u)): the same value (2·sigmoid(2u)) with one exp and one
+    division instead of tanh's, and no cancellation where tanh(u) is near -1. The tanh-form GELU
+    0.5·y·(1 + tanh(...)) is written this way everywhere."""
+    if n.op != "add" or not n.dtype.is_float:
+        return None
+    for t, one in ((n.srcs[0], n.srcs[1]), (n.srcs[1], n.srcs[0])):
+        if t.op == "tanh" and _is_const(one, 1.0):
+            u = t.srcs[0]
+            e = Node.make("exp", [Node.make("mul", [u, const(-2.0, u.dtype, u.shape)])])
+            return Node.make("div", [const(2.0, u.dtype, u.shape), Node.make("add", [const(1.0, u.dtype, u.shape), e])])
+    return None
+
+
 def _is_const(n: Node, value) -> bool:
     c = _scalar_const(n)
     return c is not None and c.arg == value and not (isinstance(c.arg, float) and math.isnan(c.arg))
@@ -133,6 +147,7 @@ for _op in ("neg", "exp", "log", "sin", "cos", "sqrt", "tanh", "erf", "floor", "
             "cast", "bitcast", "add", "mul", "div", "idiv", "mod", "max", "min", "pow", "cmplt", "cmpeq",
             "and", "or", "xor", "shl", "shr", "where"):
     RULES[_op] = [fold_constants, identities, hoist_expand]
+RULES["add"] = RULES["add"] + [one_plus_tanh]
 
 
 def rewrite(outputs: list[Node]) -> list[Node]:
