@@ -18,7 +18,7 @@ import numpy as np
 from . import dtypes as D
 from .ir import Node
 from .kir import Kernel, KVal, Loop, Param
-from .ops import BINARY, GATHER, LEAF, MOVEMENT, REDUCE, REDUCE_COMBINE, TERNARY, UNARY
+from .ops import BINARY, GATHER, MOVEMENT, REDUCE, REDUCE_COMBINE, TERNARY, UNARY
 from .symbolic import Expr, Var, const, var
 
 I64 = D.int64

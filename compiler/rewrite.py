@@ -10,7 +10,7 @@ import math
 
 from .interpret import evaluate
 from .ir import Node, const, expand_to, toposort
-from .ops import BINARY, MOVEMENT, TERNARY, UNARY
+from .ops import BINARY, TERNARY, UNARY
 
 
 def _scalar_const(n: Node):

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ember.compiler import Buffer, Node, dtypes as D, realize as _realize
+from ember.compiler import Node, dtypes as D, realize as _realize
 from ember.compiler.ir import expand_to
 
 from . import autograd as _autograd
@@ -216,7 +216,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self.item())
 
     def __float__(self) -> float:

@@ -243,7 +243,6 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
                  [("i64", "kc"), ("ptr", "a"), ("ptr", "b"), ("ptr", "c"), ("i64", "cols"), ("i1", "acc")],
                  "noinline #0")
     L = f.lines
-    accs = [[f"%acc{i}_{j}" for j in range(nv)] for i in range(rows)]
     fma = f"@llvm.fmuladd.v{V}{'f32' if ty == 'float' else 'f64'}"
 
     def step(k: str, cur):

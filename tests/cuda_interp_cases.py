@@ -17,9 +17,6 @@ References are numpy / torch (CPU), never ember's own output.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

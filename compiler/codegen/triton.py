@@ -496,7 +496,7 @@ class Renderer:
     def render(self) -> TritonKernel:
         params = [f"p{i}" for i in range(len(self.k.params))]
         nests = _split_nests(self.k.body)
-        self.lines = [f"@triton.jit", f"def {self.name}({', '.join(params)}):",
+        self.lines = ["@triton.jit", f"def {self.name}({', '.join(params)}):",
                       f"    # kernel {self.k.name}"]
         start, warps = 0, 1
         for stmts, par in nests:
