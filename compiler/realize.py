@@ -277,12 +277,20 @@ def _strip_reshapes(n: Node) -> Node:
     return n
 
 
+def prepare(outputs: list[Node], device: str = "cpu") -> tuple[Plan, list[Node], list, bool]:
+    """The plan computing `outputs`, the graph's buffer leaves in the plan's order, their buffers
+    on `device`, and whether the plan was cached. Everything before `execute`; realize.run and
+    ember.compile's traced calls share it."""
+    key, leaves = structure_key(outputs)
+    plan, cached = get_plan(key, outputs, leaves, device)
+    return plan, leaves, device_buffers(leaves, device), cached
+
+
 def run(outputs: list[Node], device: str = "cpu") -> None:
     """Compute `outputs` on `device`; each becomes a buffer leaf."""
     t0 = time.perf_counter()
-    key, leaves = structure_key(outputs)
-    plan, cached = get_plan(key, outputs, leaves, device)
-    results = execute(plan, device_buffers(leaves, device))
+    plan, _, leaf_bufs, cached = prepare(outputs, device)
+    results = execute(plan, leaf_bufs)
     for node, buf in zip(outputs, results):
         node.become_buffer(buf)
     debug.record_realize(plan, cached, time.perf_counter() - t0)
@@ -399,4 +407,4 @@ def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
     return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "execute", "Arena", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]
+__all__ = ["run", "prepare", "execute", "Arena", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]

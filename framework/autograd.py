@@ -235,6 +235,18 @@ class GradFn:
         return f"<{self.name()}>"
 
 
+def zero_grad(params, set_to_none: bool = True) -> None:
+    """Reset the gradients of `params`: drop them (PyTorch's default) or set them to zeros.
+    Module.zero_grad and Optimizer.zero_grad."""
+    for p in params:
+        if p.grad is not None:
+            if set_to_none:
+                p.grad = None
+            else:
+                from .creation import zeros_like
+                p.grad = zeros_like(p.grad)
+
+
 # ---- user-defined ops with custom gradients -------------------------------------------------
 
 def with_rule(out, inputs: tuple, name: str, rule):

@@ -294,16 +294,15 @@ class _Program:
     """One traced call: its plan, where each input buffer comes from and where each result goes."""
 
     def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
-        from ember.compiler.realize import device_buffers, execute, get_plan, structure_key
+        from ember.compiler.realize import execute, prepare
         out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
         lazy = [n for n in out_nodes if not n.realized]
         devices = {t.device for t in targets + returned if not t.node.realized}
         if len(devices) > 1:
             raise tracing.TraceError(f"a compiled function must compute on one device, this one used {sorted(devices)}")
         device = devices.pop() if devices else "cpu"
-        key, leaves = structure_key(lazy) if lazy else ("", [])
-        plan = get_plan(key, lazy, leaves, device)[0] if lazy else None   # shared with eager realize
-        leaf_bufs = device_buffers(leaves, device)   # host data moves to the device once, in the leaf
+        # the plan cache is shared with eager realize; host data moves to the device once, in the leaf
+        plan, leaves, leaf_bufs, _ = prepare(lazy, device) if lazy else (None, [], [], True)
         self.device, self.arena = device, None
         self.plan, self.spec = plan, spec
         # where a replay finds each input buffer
@@ -349,7 +348,7 @@ class _Program:
         self.modules = [(m, m.training) for m in trace.modules.values()]
         self.grad_guards = [(t, t.grad is None) for kind, t in self.sources if kind == "grad"] + \
                            [(p, trace.changed[id(p)][2] is None) for p in grad_sets]
-        self.signature = (key, tuple(sig_sources),
+        self.signature = (id(plan), tuple(sig_sources),   # plans are cached per graph structure
                           tuple((id(t) if id(t) not in trace.created else "new", k) for t, k, _ in self.rebinds),
                           tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
                           tuple((id(m), tr) for m, tr in self.modules))
@@ -383,7 +382,7 @@ class _Program:
         pending = []
         for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
             if kind == "host":
-                leaf_bufs.append(_host_buffer(hosts[src], dtype, shape, self.device))
+                leaf_bufs.append(tracing.host_buffer(hosts[src], dtype, shape).to(self.device))
                 continue
             if kind == "const":
                 leaf_bufs.append(src)
@@ -406,9 +405,3 @@ class _Program:
             p.grad = g
         out = [Tensor._wrap(node if k is None else nodes[k], device) for k, node, device in self.returned]
         return _unflatten(self.spec, out)
-
-
-def _host_buffer(value, dtype, shape, device):
-    import numpy as np
-    from ember.compiler import Buffer
-    return Buffer.from_array(np.asarray(value, dtype=dtype.np).reshape(shape)).to(device)

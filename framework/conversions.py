@@ -9,10 +9,10 @@ from .compose import TORCH_NAME
 from .tensor import Tensor, _canon_device, _grad_enabled, realize
 
 
-def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False,
-        memory_format=None) -> Tensor:
-    """Convert dtype and/or device: `x.to(ember.float64)`, `x.to("cpu")`, `x.to(other)`.
-    Returns self when nothing changes (and copy is False)."""
+def to_args(args, dtype=None, device=None, non_blocking: bool = False):
+    """(dtype, device, non_blocking) from `.to(...)`'s positional forms: a dtype, a device (name or
+    torch-style device object), a tensor (its dtype and device), a bool (non_blocking). Shared by
+    Tensor.to and Module.to."""
     for a in args:
         if isinstance(a, D.DType):
             dtype = a
@@ -24,6 +24,15 @@ def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_bl
             non_blocking = a
         else:
             raise TypeError(f"to() received an invalid argument of type {type(a).__name__}")
+    return dtype, device, non_blocking
+
+
+def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False,
+        memory_format=None) -> Tensor:
+    """Convert dtype and/or device: `x.to(ember.float64)`, `x.to("cpu")`, `x.to(other)`.
+    Returns self when nothing changes (and copy is False). (Copies are synchronous: non_blocking
+    is accepted and has nothing to do.)"""
+    dtype, device, _ = to_args(args, dtype, device, non_blocking)
     device = self.device if device is None else _canon_device(device)
     dtype = self.dtype if dtype is None else dtype
     if not isinstance(dtype, D.DType):

@@ -210,22 +210,19 @@ def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False)
                  fill_value, dt, device, requires_grad)
 
 
-def zeros_like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Zeros with the shape (and by default dtype and device) of `input`."""
-    return zeros(input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                 requires_grad=requires_grad)
+def _like(make, name: str, doc: str):
+    """`make`'s tensor with the shape and (by default) the dtype and device of `input`."""
+    def like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return make(tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device,
+                    requires_grad=requires_grad)
+    like.__name__ = like.__qualname__ = name
+    like.__doc__ = doc
+    return like
 
 
-def ones_like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Ones with the shape (and by default dtype and device) of `input`."""
-    return ones(input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
-
-
-def empty_like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """An (uninitialised, here lazily zero) tensor like `input`."""
-    return empty(input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                 requires_grad=requires_grad)
+zeros_like = _like(zeros, "zeros_like", "Zeros with the shape (and by default dtype and device) of `input`.")
+ones_like = _like(ones, "ones_like", "Ones with the shape (and by default dtype and device) of `input`.")
+empty_like = _like(empty, "empty_like", "An (uninitialised, here lazily zero) tensor like `input`.")
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -405,16 +402,8 @@ def randperm(n: int, dtype=None, device=None, requires_grad: bool = False, gener
     return _leaf(perm.astype((_dtype(dtype) or D.int64).np), device, requires_grad, copy=False)
 
 
-def rand_like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform [0, 1) samples shaped like `input`."""
-    return rand(input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
-
-
-def randn_like(input, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal samples shaped like `input`."""
-    return randn(input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                 requires_grad=requires_grad)
+rand_like = _like(rand, "rand_like", "Uniform [0, 1) samples shaped like `input`.")
+randn_like = _like(randn, "randn_like", "Standard normal samples shaped like `input`.")
 
 
 def randint_like(input, low=0, high=None, dtype=None, device=None, requires_grad=False) -> Tensor:

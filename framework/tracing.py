@@ -20,13 +20,20 @@ class TraceError(RuntimeError):
     """An operation that cannot be part of a compiled (traced) function."""
 
 
+def host_buffer(value, dtype, shape: tuple):
+    """A host buffer holding `value` (an array-like of `shape`) in `dtype`: a host input's value,
+    at the trace and at every replay."""
+    from ember.compiler import Buffer
+    return Buffer.from_array(np.asarray(value, dtype=dtype.np).reshape(shape))
+
+
 def host_input(role: str, fn, dtype, shape: tuple, device: str):
     """A tensor holding `fn()` (an array-like of `shape`), recomputed by the host at every replay.
 
     `role` names the input in recompile messages and trace comparisons."""
-    from ember.compiler import Buffer, Node
+    from ember.compiler import Node
     from .tensor import Tensor
-    buf = Buffer.from_array(np.asarray(fn(), dtype=dtype.np).reshape(shape))
+    buf = host_buffer(fn(), dtype, shape)
     t = Tensor._wrap(Node.make("buffer", arg=buf, dtype=dtype, shape=shape), device)
     if current is not None:
         current.host.append((t.node, role, fn))

@@ -322,14 +322,8 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters (to None by default, as PyTorch does)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                from ..creation import zeros_like
-                p.grad = zeros_like(p.grad)
+        from ..autograd import zero_grad
+        zero_grad(self.parameters(), set_to_none)
 
     # -- conversions ----------------------------------------------------------------------------
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "Module":
@@ -357,16 +351,8 @@ class Module:
 
     def to(self, *args, **kwargs) -> "Module":
         """Move and/or cast: `to(device)`, `to(dtype)` (floating parameters only), `to(tensor)`."""
-        device, dtype = kwargs.get("device"), kwargs.get("dtype")
-        for a in args:
-            if isinstance(a, D.DType):
-                dtype = a
-            elif isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, str) or type(a).__name__ == "device":
-                device = a
-            elif not isinstance(a, bool):
-                raise TypeError(f"to() received an invalid argument of type {type(a).__name__}")
+        from ..conversions import to_args
+        dtype, device, _ = to_args(args, kwargs.get("dtype"), kwargs.get("device"))
         if device is not None:
             device = _canon_device(device)
         if dtype is not None and not dtype.is_float:

@@ -226,15 +226,8 @@ class Optimizer:
     # -- gradients -----------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: drop them (default) or set them to zeros."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    from ..creation import zeros_like
-                    p.grad = zeros_like(p.grad)
+        from ..autograd import zero_grad
+        zero_grad((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     # -- the update ----------------------------------------------------------------------------
     def step(self, closure: Callable | None = None):
