@@ -7,6 +7,8 @@ memory; a "cuda" buffer (compiler/runtime/cuda.py: CudaBuffer) has the same inte
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import dtypes as D
@@ -51,6 +53,23 @@ class _Pool:
 
 
 _pool = _Pool()
+
+
+_exported = weakref.WeakSet()   # buffers whose memory others read directly (DLPack consumers)
+
+
+def export(buf) -> None:
+    """Mark `buf` as shared outside ember (a DLPack consumer reads its memory): it is never
+    overwritten in place (ember.compile), and its storage is left to numpy's reference counting
+    instead of going back to the pool, which would hand it out while the consumer still reads it."""
+    _exported.add(buf)
+    if getattr(buf, "_raw", None) is not None:
+        _Stats.live -= buf._raw.nbytes
+        buf._raw = None
+
+
+def exported(buf) -> bool:
+    return bool(_exported) and buf in _exported
 
 
 def memory_stats() -> dict:

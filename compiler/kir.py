@@ -105,3 +105,50 @@ class Kernel:
 
 def expr_deps(e: Expr) -> frozenset:
     return frozenset(e.vars())
+
+
+def inplace_pairs(k: Kernel) -> list[tuple[int, int]]:
+    """(input param, output param) pairs that may be the same memory: writing the output over the
+    input gives the same result. Holds when the output is stored once, at an index equal to that of
+    every load of the input, and the stored value depends on each of those loads: element x is then
+    read before x is written, by the same thread, and no other element is ever touched, an order the
+    data dependence fixes whatever the code generator or LLVM reorders (so the `noalias` the
+    parameters carry stays truthful in every way that matters). ember.compile uses it to update
+    parameters and optimizer state in place (realize.execute's `inplace`)."""
+    loads: dict = {}    # param -> [load KVal]
+    stores: dict = {}   # param -> [store KVal]
+    stack = list(k.body)
+    while stack:
+        s = stack.pop()
+        if isinstance(s, Loop):
+            stack.extend(s.body)
+        elif s.op == "load":
+            loads.setdefault(s.arg[0], []).append(s)
+        elif s.op == "store":
+            stores.setdefault(s.arg[0], []).append(s)
+    pairs = []
+    for j, st in stores.items():
+        if len(st) != 1:
+            continue
+        store, deps = st[0], None
+        for i, ls in loads.items():
+            pi, pj = k.params[i], k.params[j]
+            if pi.role != "in" or pi.dtype is not pj.dtype or pi.numel != pj.numel:
+                continue
+            if any(ld.arg[2] or ld.arg[1] != store.arg[1] for ld in ls):
+                continue
+            if deps is None:
+                deps = _ancestors(store)
+            if all(ld.id in deps for ld in ls):
+                pairs.append((i, j))
+    return sorted(pairs)
+
+
+def _ancestors(v: KVal) -> set:
+    seen, stack = set(), [v]
+    while stack:
+        for s in stack.pop().srcs:
+            if s.id not in seen:
+                seen.add(s.id)
+                stack.append(s)
+    return seen

@@ -21,6 +21,7 @@ from . import debug
 from .buffer import Buffer
 from .codegen import llvm as llvm_codegen
 from .ir import Node, _hashable, toposort
+from .kir import Kernel, inplace_pairs
 from .rewrite import rewrite
 from .runtime import cpu
 from .schedule import schedule
@@ -36,6 +37,7 @@ class Step:
     free_after: list[int]           # tmps read for the last time by this step
     work: int
     compiled: "CompiledKernel"
+    inplace: list = ()              # (input param, output param) that may share memory (kir.inplace_pairs)
 
 
 @dataclass
@@ -112,7 +114,7 @@ _loaded: dict = {}   # symbol -> callable: a kernel is loaded into the JIT once 
 # code. A plan from disk has no kernel IR: while debugging (ember.debug.capture, EMBER_DEBUG) plans
 # are built in full instead. Corrupt entries are reported and rebuilt (cache.get).
 
-PLAN_FORMAT = "ember-plan-1"
+PLAN_FORMAT = "ember-plan-2"
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,7 +139,8 @@ def _save_plan(key, plan: Plan) -> None:
         return
     doc = {"steps": [{"name": st.name, "symbol": st.compiled.symbol, "object": st.compiled.object_key,
                       "nparams": len(st.params), "params": st.params, "out_tmps": st.out_tmps,
-                      "free_after": st.free_after, "work": st.work, "reasons": st.compiled.reasons}
+                      "free_after": st.free_after, "work": st.work, "reasons": st.compiled.reasons,
+                      "inplace": st.inplace}
                      for st in plan.steps],
            "tmps": [(dt.name, n) for dt, n in plan.tmps], "outputs": plan.outputs, "text": plan.schedule_text}
     cache.put(_disk_key(key), json.dumps(doc).encode(), ".plan")
@@ -164,7 +167,7 @@ def _load_plan(key) -> Plan | None:
             fn = _loaded[d["symbol"]] = c.load(obj, d["symbol"], d["nparams"])
         ck = CompiledKernel(d["name"], d["symbol"], None, None, fn, True, d["reasons"], object_key=d["object"])
         steps.append(Step(d["name"], fn, [tuple(p) for p in d["params"]], d["out_tmps"], d["free_after"],
-                          d["work"], ck))
+                          d["work"], ck, [tuple(p) for p in d["inplace"]]))
     return Plan(steps, [(by_name(n), k) for n, k in doc["tmps"]], [tuple(o) for o in doc["outputs"]],
                 doc["text"], "cpu", from_disk=True)
 
@@ -250,7 +253,7 @@ def build_plan(outputs: list[Node], leaves: list[Node], device: str = "cpu") -> 
             else:
                 raise AssertionError(f"kernel input {n} is neither a leaf nor computed earlier")
         steps.append(Step(sk.kernel.name, ck.fn, params, [tmp_of[id(o)] for o in sk.outputs], [],
-                          sk.kernel.work, ck))
+                          sk.kernel.work, ck, inplace_pairs(sk.kernel) if isinstance(sk.kernel, Kernel) else []))
     # an output may have simplified to an input buffer: values are immutable, so it is shared
     outs = [("tmp", tmp_of[id(r)]) if id(r) in tmp_of else ("leaf", leaf_pos[id(r)]) for r in rewritten]
     # liveness: a buffer that is not a result is released right after the last kernel reading it
@@ -296,14 +299,15 @@ def run(outputs: list[Node], device: str = "cpu") -> None:
     debug.record_realize(plan, cached, time.perf_counter() - t0)
 
 
-def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None) -> list:
+def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None, inplace: dict | None = None) -> list:
     """Run a plan's kernels on the given input buffers; returns the buffers of its outputs.
 
     This is all a replay costs: no graph, no scheduling (ember.compile calls it directly), and a
     launch list prepared once per plan (`_program`), so each kernel costs a few list lookups,
     its output allocations and the call. With an `arena` (a compiled program's memory plan), the
-    intermediate buffers are fixed places in one block and only the results are allocated. The
-    leaf buffers must live on the plan's device (see `device_buffers`)."""
+    intermediate buffers are fixed places in one block and only the results are allocated, except
+    those `inplace` maps (slot -> leaf index) to a leaf buffer they overwrite (`Arena.inplace_slots`
+    says which may). The leaf buffers must live on the plan's device (see `device_buffers`)."""
     be = _backends.get(plan.device) or backend(plan.device)
     if debug.active():
         return _execute_recorded(plan, leaf_bufs, be)
@@ -326,9 +330,11 @@ def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None) -> list:
         ptrs = arena.ptrs.copy()             # intermediates: fixed addresses in the arena
         for k, b in enumerate(leaf_bufs):
             ptrs[k] = b.ptr()
+        inplace = inplace or {}
         for fn, args, outs, work, empty in arena.program:
             for slot, dtype, numel in outs:   # only the results are allocated
-                b = bufs[slot] = alloc(dtype, numel)
+                k = inplace.get(slot)
+                b = bufs[slot] = alloc(dtype, numel) if k is None else leaf_bufs[k]
                 ptrs[slot] = b.ptr()
             if not empty:
                 launch(fn, [ptrs[i] for i in args], work)
@@ -387,6 +393,24 @@ class Arena:
             self.ptrs[n_leaves + t] = base + off
         self.program = [(fn, args, [o for o in outs if o[0] - n_leaves in results], work, empty)
                         for fn, args, outs, frees, work, empty in plan.program]
+        # results that may overwrite a leaf (a parameter's new value written over the old one): the
+        # kernel allows it (Step.inplace), no later kernel reads the leaf, neither value is an
+        # output twice. The caller picks which, each leaf overwritten by one result at most.
+        last_read = {}
+        for k, st in enumerate(plan.steps):
+            for src, i in st.params:
+                if src == "leaf":
+                    last_read[i] = k
+        times = {}
+        for o in plan.outputs:
+            times[o] = times.get(o, 0) + 1
+        self.inplace_slots = {}       # result slot -> the leaves it may overwrite (one of them)
+        for k, st in enumerate(plan.steps):
+            for pi, pj in st.inplace:
+                (s1, leaf), (s2, t) = st.params[pi], st.params[pj]
+                if (s1 == "leaf" and s2 == "tmp" and last_read[leaf] == k and ("leaf", leaf) not in times
+                        and times.get(("tmp", t)) == 1):
+                    self.inplace_slots.setdefault(n_leaves + t, set()).add(leaf)
 
 
 def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:

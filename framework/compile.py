@@ -30,8 +30,10 @@ import functools
 import gc
 import hashlib
 import weakref
+from sys import getrefcount
 
 from ember.compiler import Node, debug as cdebug
+from ember.compiler.buffer import exported
 
 from . import tracing
 from .tensor import Tensor, realize
@@ -234,6 +236,16 @@ def _restore(init, rebind, apply) -> None:
     Tensor.grad = _GRAD_SLOT
 
 
+def _sole_owner(t) -> bool:
+    """Nothing but `t` holds its current value, so a replay may overwrite it: no other tensor
+    (a detach(), a view, a state_dict() snapshot), no lazy graph and no DLPack consumer can see it
+    change, and ember's values stay immutable for everyone else. The counts are exact: t.node,
+    the local name and getrefcount's argument for the node; node.arg, the replay's leaf list and
+    the argument for the buffer."""
+    node = t.node
+    return getrefcount(node) == 3 and getrefcount(node.arg) == 3 and not exported(node.arg)
+
+
 def _live_tensors() -> list:
     return [o for o in gc.get_objects() if issubclass(type(o), Tensor)]  # type(): no __class__ lookups
 
@@ -303,7 +315,7 @@ class _Program:
         device = devices.pop() if devices else "cpu"
         # the plan cache is shared with eager realize; host data moves to the device once, in the leaf
         plan, leaves, leaf_bufs, _ = prepare(lazy, device) if lazy else (None, [], [], True)
-        self.device, self.arena = device, None
+        self.device, self.arena, self.inplace = device, None, []
         self.plan, self.spec = plan, spec
         # where a replay finds each input buffer
         host = {id(n): (role, fn) for n, role, fn in trace.host}
@@ -341,7 +353,7 @@ class _Program:
         self.leaf_meta = [(leaf.dtype, leaf.shape) for leaf in leaves]
         # where each result goes: output index of every target / returned tensor
         slot = {id(n): k for k, n in enumerate(lazy)}
-        self.rebinds = [(t, slot.get(id(t.node)), t.node) for t in targets]
+        self.rebinds = [(t, slot.get(id(t.node))) for t in targets]   # no node kept: see _sole_owner
         self.grad_sets = [(p, p.grad) for p in grad_sets]
         self.returned = [(slot.get(id(t.node)), t.node, t.device) for t in returned]
         self.out_meta = [(n.dtype, n.shape) for n in lazy]
@@ -349,7 +361,7 @@ class _Program:
         self.grad_guards = [(t, t.grad is None) for kind, t in self.sources if kind == "grad"] + \
                            [(p, trace.changed[id(p)][2] is None) for p in grad_sets]
         self.signature = (id(plan), tuple(sig_sources),   # plans are cached per graph structure
-                          tuple((id(t) if id(t) not in trace.created else "new", k) for t, k, _ in self.rebinds),
+                          tuple((id(t) if id(t) not in trace.created else "new", k) for t, k in self.rebinds),
                           tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
                           tuple((id(m), tr) for m, tr in self.modules))
         # run the traced call itself: its lazy nodes become the computed buffers
@@ -395,13 +407,30 @@ class _Program:
             realize(*pending)
         leaf_bufs = [b.node.arg if isinstance(b, Tensor) else b for b in leaf_bufs]
         if self.plan is not None and self.arena is None and self.device == "cpu":
-            self.arena = Arena(self.plan, len(leaf_bufs))   # the memory plan of the replays
-        bufs = execute(self.plan, leaf_bufs, self.arena) if self.plan is not None else []
+            self._make_memory_plan(len(leaf_bufs))
+        inplace = {slot: k for t, slot, k in self.inplace if _sole_owner(t)}
+        bufs = execute(self.plan, leaf_bufs, self.arena, inplace) if self.plan is not None else []
         nodes = [Node.make("buffer", arg=b, dtype=dt, shape=sh) for b, (dt, sh) in zip(bufs, self.out_meta)]
-        for t, k, _ in self.rebinds:
+        for t, k in self.rebinds:
             if k is not None:
                 t.node = nodes[k]
         for p, g in self.grad_sets:
             p.grad = g
         out = [Tensor._wrap(node if k is None else nodes[k], device) for k, node, device in self.returned]
         return _unflatten(self.spec, out)
+
+    def _make_memory_plan(self, n_leaves: int) -> None:
+        """The arena of the replays, and which tensors' new values may be written over their old
+        ones: a tensor the call rebinds (parameter, optimizer state, BatchNorm statistic) whose own
+        buffer is the leaf the plan lets its new value overwrite (Arena.inplace_slots)."""
+        from ember.compiler.realize import Arena
+        self.arena = Arena(self.plan, n_leaves)
+        leaf_of = {id(src): i for i, (kind, src) in enumerate(self.sources) if kind == "owner"}
+        self.inplace = []
+        for t, k in self.rebinds:
+            src, i = self.plan.outputs[k] if k is not None else (None, None)
+            slot, leaf = n_leaves + i, leaf_of.get(id(t))
+            if src == "tmp" and leaf in self.arena.inplace_slots.get(slot, ()):
+                self.inplace.append((t, slot, leaf))
+                del leaf_of[id(t)]
+

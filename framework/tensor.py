@@ -14,6 +14,7 @@ import numpy as np
 
 from ember.compiler import Node, dtypes as D, realize as _realize
 from ember.compiler.ir import expand_to
+from ember.compiler.buffer import export as _export
 
 from . import autograd as _autograd
 from . import tracing as _tracing
@@ -192,6 +193,7 @@ class Tensor:
         if self.device != "cpu":
             raise RuntimeError("__dlpack__: only CPU tensors can be exported yet")
         arr = self._value()
+        _export(self.node.arg)   # its memory is now read outside ember: never overwritten in place
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)
         kw = {} if max_version is None else {"max_version": max_version}

@@ -273,3 +273,88 @@ def test_switching_between_train_and_eval_keeps_both_programs():
     hits_before = info["hits"]
     m.train(); f(x); m.eval(); f(x)
     assert f.cache_info()["hits"] == hits_before + 2   # switching back and forth replays, no retrace
+
+
+def _adam_mlp_step():
+    ember.manual_seed(0)
+    m = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5))
+    opt = ember.optim.Adam(m.parameters(), lr=1e-2)
+
+    @ember.compile
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return m, opt, step
+
+
+def test_replays_update_parameters_and_optimizer_state_in_place():
+    """From the first replay on, parameters and Adam's moments keep their buffers: the update
+    kernels write the new values over the old ones (and the values still equal eager training,
+    test_mlp_with_dropout_compiled_equals_eager)."""
+    m, opt, step = _adam_mlp_step()
+    data = _batches(2, (16, 20), 5)
+    state = lambda: list(m.parameters()) + [s for p in m.parameters() for s in opt.state[p].values()  # noqa: E731
+                                              if isinstance(s, ember.Tensor) and s.ndim]
+    for i in range(3):                 # two traces, then the program is trusted
+        step(*data[i % 2])
+    before = [t.node.arg.ptr() for t in state()]   # addresses only: holding a buffer forbids writing it
+    assert len(before) == 12
+    for i in range(3):   # double buffering would alternate between two addresses
+        step(*data[i % 2])
+        assert [t.node.arg.ptr() for t in state()] == before
+    prog = next(v.programs[0] for v in step._variants.values())
+    assert len(prog.inplace) == 12
+
+
+def test_in_place_updates_never_change_a_value_someone_else_holds():
+    """A detached copy, a state_dict snapshot, a lazy expression and a DLPack export of a parameter
+    keep the value they had: those parameters get fresh buffers instead."""
+    m, opt, step = _adam_mlp_step()
+    data = _batches(2, (16, 20), 5)
+    for i in range(3):
+        step(*data[i % 2])
+    w, b = m[0].weight, m[0].bias
+    with ember.no_grad():
+        held = {"detach": w.detach(), "snapshot": m.state_dict()["2.weight"], "lazy": b * 1.0}
+    exported = np.from_dlpack(m[2].bias.detach())
+    values = {k: v.numpy().copy() for k, v in held.items()}
+    exported_value = exported.copy()
+    for i in range(3):
+        step(*data[i % 2])
+    for k, v in held.items():
+        np.testing.assert_array_equal(v.numpy(), values[k], err_msg=k)
+    np.testing.assert_array_equal(exported, exported_value)
+    assert not np.array_equal(w.detach().numpy(), values["detach"])   # training went on
+    assert not np.array_equal(m[2].bias.detach().numpy(), exported_value)
+
+
+def test_inplace_pairs_of_kernels():
+    """kir.inplace_pairs allows an output over an input only for element-aligned reads."""
+    from ember.compiler import kir
+    from ember.compiler.ir import Node
+    from ember.compiler.lower import lower
+    from ember.compiler.buffer import Buffer
+    from ember.compiler.dtypes import float32
+
+    def leaf(shape):
+        return Node.make("buffer", arg=Buffer("cpu", float32, int(np.prod(shape))), dtype=float32, shape=shape)
+
+    def pairs(out, names):
+        """{(input name, True if the output is `out`)} of the kernel computing `out`."""
+        k, nodes = lower([[out]], lambda n: n.op == "buffer")
+        return {(names[id(nodes[i])], nodes[j] is out) for i, j in kir.inplace_pairs(k)}
+
+    a, c = leaf((8, 8)), leaf((8, 8))
+    names = {id(a): "a", id(c): "c"}
+    assert pairs(Node.make("add", (a, c)), names) == {("a", True), ("c", True)}   # both aligned
+    tr = Node.make("add", (Node.make("permute", (a,), arg=(1, 0)), c))
+    assert pairs(tr, names) == {("c", True)}                   # a is read transposed: only c
+    rowsum = Node.make("sum", (a,), arg=(1,))
+    bcast = Node.make("add", (Node.make("expand", (rowsum,), arg=(8, 8)), c))
+    assert pairs(bcast, names) == {("c", True)}                # a's row is read by every column
+    shift = Node.make("add", (Node.make("pad", (Node.make("slice", (a,), arg=((1, 1, 7), (0, 1, 8))),),
+                                        arg=((0, 1), (0, 0))), c))
+    assert pairs(shift, names) == {("c", True)}                # a read one row ahead
