@@ -46,11 +46,11 @@ def _bench(full: int, quick: int) -> Bench:
         describe=f"float32 matmul {full}^3 (flops = 2 n^3; bytes = read A, B + write C)",
         sizes={"full": full, "quick": quick},
         inputs=_inputs,
-        impls={"numpy": _matmul, "torch": _matmul, "ember": _matmul},
+        impls={"numpy": _matmul, "torch": _matmul, "ember": _matmul, "jax": _matmul},
         bytes=lambda n: 3 * 4 * n * n,
         flops=lambda n: 2 * n ** 3,
         bound="compute",
-        targets=(Target("speedup", 0.9, "torch"),),
+        targets=(Target("speedup", 0.9, "torch", "#8"),),
         rtol=1e-3, atol=1e-2,
     )
 
@@ -69,7 +69,8 @@ def _times_transposed(a, b):  # a linear layer (x @ W^T) or attention scores (Q 
 def _mid_bench(name: str, describe: str, full: tuple, quick: tuple) -> Bench:
     return Bench(
         name=name, describe=describe, sizes={"full": full, "quick": quick}, inputs=_mid_inputs,
-        impls={"numpy": _times_transposed, "torch": _times_transposed, "ember": _times_transposed},
+        impls={"numpy": _times_transposed, "torch": _times_transposed, "ember": _times_transposed,
+               "jax": _times_transposed},
         bytes=lambda s: 4 * s[0] * (s[1] * s[3] + s[2] * s[3] + s[1] * s[2]),
         flops=lambda s: 2 * s[0] * s[1] * s[2] * s[3], bound="compute",
         targets=(Target("speedup", 1.0, "torch"),), rtol=1e-3, atol=1e-3)

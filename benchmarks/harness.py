@@ -29,17 +29,25 @@ class Target:
 
     kind "speedup": ember's time must be `threshold`x faster than framework `peer` (1.0 = no slower).
     kind "copy_fraction": ember's GB/s must reach `threshold` of the run's copy bandwidth.
+    kind "fastest": ember must be faster than every other framework of the row.
+    `issue` names the issue that sets the target.
     """
     kind: str
     threshold: float
     peer: str = ""
+    issue: str = ""
 
     def describe(self) -> str:
+        return (f"{self.issue} " if self.issue else "") + self._what()
+
+    def _what(self) -> str:
         if self.kind == "speedup":
             peer = "PyTorch eager" if self.peer == "torch" else self.peer
             if self.threshold == 1.0:
                 return f"ember no slower than {peer}"
             return f"ember >= {self.threshold:g}x faster than {peer}"
+        if self.kind == "fastest":
+            return "ember faster than every peer"
         return f"ember >= {self.threshold:.0%} of copy bandwidth"
 
 
@@ -94,6 +102,25 @@ def _torch_compile(fn):
     return torch.compile(fn, dynamic=False)
 
 
+def _jax_from(arr: np.ndarray):
+    import jax.numpy as jnp
+    return jnp.asarray(arr.copy())
+
+
+def _jax_sync(out) -> None:
+    out.block_until_ready()
+
+
+def _jax_jit(fn):
+    import jax
+    return jax.jit(fn)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
 def _ember_from(arr: np.ndarray):
     import ember
     return ember.from_numpy(arr.copy())
@@ -127,7 +154,8 @@ FRAMEWORKS = (
     # building, scheduling and kernel-cache lookup are timed; realize() runs the kernels without
     # the copy that .numpy() would add.
     Framework("ember", "ember", _ember_from, sync=_ember_realize, to_numpy=_ember_numpy),
-)
+) + ((Framework("jax", "jax", _jax_from, sync=_jax_sync, wrap=_jax_jit),) if _has("jax") else ())
+# JAX (jit-compiled, XLA's CPU backend) is a column when installed: `pip install jax`.
 
 
 def applies(fw: Framework, bench: Bench) -> bool:

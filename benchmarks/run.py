@@ -156,10 +156,13 @@ def targets(rows: list[Row], copy_bw: float | None) -> list[str]:
     for bench in dict.fromkeys(r.bench for r in rows):
         ember = _ember_row(rows, bench)
         for t in bench.targets:
-            if t.kind == "speedup":
-                peer = next((r for r in rows if r.bench is bench and r.framework == t.peer and r.ok), None)
+            if t.kind in ("speedup", "fastest"):
+                peers = [r for r in rows if r.bench is bench and r.ok and r is not ember
+                         and (r.framework == t.peer if t.kind == "speedup" else r.framework != EMBER)]
+                peer = min(peers, key=lambda r: r.timing.median_s, default=None)
                 value = peer.timing.median_s / ember.timing.median_s if ember and peer else None
-                shown = f"{value:.2f}x" if value is not None else ""
+                shown = (f"{value:.2f}x" + (f" (fastest peer: {peer.framework})" if t.kind == "fastest" else "")
+                         if value is not None else "")
             else:
                 value = ember.gbps() / copy_bw if ember and copy_bw else None
                 shown = f"{value:.0%} ({ember.gbps():.1f} of {copy_bw:.1f} GB/s)" if value is not None else ""
