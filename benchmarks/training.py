@@ -260,7 +260,7 @@ def replay_overhead(n_kernels: int = 64, calls: int = 200) -> float:
         return x
     for _ in range(3):
         f(*xs)
-    prog = next(v.programs[0] for v in f._variants.values())
+    prog = next(v.programs[0] for v in f._variants.values()).final
     leaf = [xs[src].node.arg if kind == "arg" else src.node.arg if kind == "owner" else src
             for kind, src in prog.sources]
     t0 = time.perf_counter()

@@ -149,8 +149,9 @@ def _guard_of(a):
     return ("object", id(a))
 
 
-_SIG_PARTS = ("the kernels' graph", "where input buffers come from", "which tensors are updated",
-              "which gradients are set", "what is returned", "which modules ran in which mode")
+_SIG_PARTS = ("the kernels' graph or where input buffers come from", "the host steps (collectives)",
+              "which tensors are updated", "which gradients are set", "what is returned",
+              "which modules ran in which mode")
 
 
 def _diff(a: tuple, b: tuple) -> str:
@@ -184,13 +185,52 @@ class _Trace:
     """What a traced call did to tensors, recorded by hooks installed on Tensor for the duration of
     the trace only (no cost outside it), plus what the framework reports (framework/tracing.py)."""
 
-    def __init__(self):
+    def __init__(self, arg_tensors: list):
+        self.arg_tensors = arg_tensors
         self.host: list = []       # (node, role, fn) in call order
         self.modules: dict = {}    # id -> module that ran
         self.created: set = set()  # ids of tensors made during the call
         self.made: list = []       # their weakrefs, in creation order (deterministic target order)
         self.changed: dict = {}    # id -> (tensor, node, grad) when the call first rebinds it / sets .grad
         self.holders: dict = {}    # id(buffer node) -> an existing tensor that held it when read
+        self.requested: list = []  # tensors realize() was asked for (computed at the next boundary)
+        self.segments: list = []   # _Segments ended by host steps (boundary), in call order
+        self.calls: list = []      # (name, fn, input refs) of each host step
+        self.produced: dict = {}   # id(buffer) -> ("seg" | "call", k, j): computed during the call
+        self.device_of: dict = {}  # id(node) -> device of a tensor holding it
+        self.keep: list = []       # every produced buffer, alive until the trace ends (unique ids)
+
+    def ref_of(self, node):
+        """Where a replay finds this node's value if the call computed it before its end."""
+        return self.produced.get(id(node.arg)) if node.realized else None
+
+    def boundary(self, name: str, fn, inputs: list) -> list:
+        """Host work on values in the middle of the call (tracing.host_call): compute `inputs`
+        (and whatever realize() was asked for so far) as one segment, run `fn` on their buffers,
+        and remember both, so that a replay runs segment, host step, next segment. Returns fn's
+        output buffers."""
+        # an input the call did not compute (an argument, a parameter) passes through an identity
+        # node, so that it is a segment output too and a replay finds it in the same place
+        inputs = [t if not t.node.realized or self.ref_of(t.node) else
+                  Tensor._wrap(Node.make("contiguous", (t.node,)), t.device) for t in inputs]
+        wanted = list(dict.fromkeys(inputs + self.requested))
+        lazy = list(dict.fromkeys(t.node for t in wanted if not t.node.realized))
+        for t in wanted:
+            self.device_of.setdefault(id(t.node), t.device)
+        self.requested = []
+        seg = _Segment(self, lazy, len(self.segments))
+        self.segments.append(seg)
+        refs = [self.ref_of(t.node) for t in inputs]
+        outs = fn([t.node.arg for t in inputs])
+        k = len(self.calls)
+        self.calls.append((name, fn, refs))
+        for j, b in enumerate(outs):
+            self.produced[id(b)] = ("call", k, j)
+        self.keep += outs
+        return outs
+
+    def request(self, tensors) -> None:
+        self.requested += [t for t in tensors if not t.node.realized]
 
     def touch(self, t) -> None:
         if id(t) not in self.created and id(t) not in self.changed:
@@ -278,7 +318,7 @@ def _trace(fn, args, kwargs) -> "_Program":
     arg_tensors: list = []
     _flatten((args, kwargs), arg_tensors)
     realize(*[t for t in arg_tensors if not t.node.realized])
-    trace = _Trace()
+    trace = _Trace(arg_tensors)
     for t in arg_tensors:
         trace.read(t)
     restore = trace.install()
@@ -297,30 +337,28 @@ def _trace(fn, args, kwargs) -> "_Program":
     grad_sets = [t for t, _, grad in trace.changed.values() if _GRAD_SLOT.__get__(t) is not grad]
     for ref in trace.made:
         t = ref()
-        if t is not None and not t.node.realized and id(t) not in new_returned:
+        if t is not None and id(t) not in new_returned and (not t.node.realized or trace.ref_of(t.node)):
             targets.append(t)
-    return _Program(trace, arg_tensors, targets, grad_sets, returned, spec)
+    return _Program(trace, targets, grad_sets, returned, spec)
 
 
-class _Program:
-    """One traced call: its plan, where each input buffer comes from and where each result goes."""
+class _Segment:
+    """One plan of a traced call and where each of its input buffers comes from. A call is one
+    segment, or several when host work (a collective) must see values in the middle of it: each
+    segment then ends where the host work needs its inputs (see _Trace.boundary)."""
 
-    def __init__(self, trace, arg_tensors, targets, grad_sets, returned, spec):
+    def __init__(self, trace, lazy: list, k: int):
         from ember.compiler.realize import execute, prepare
-        out_nodes = list(dict.fromkeys([t.node for t in targets] + [t.node for t in returned]))
-        lazy = [n for n in out_nodes if not n.realized]
-        devices = {t.device for t in targets + returned if not t.node.realized}
+        devices = {trace.device_of.get(id(n), "cpu") for n in lazy}
         if len(devices) > 1:
             raise tracing.TraceError(f"a compiled function must compute on one device, this one used {sorted(devices)}")
         device = devices.pop() if devices else "cpu"
         # the plan cache is shared with eager realize; host data moves to the device once, in the leaf
         plan, leaves, leaf_bufs, _ = prepare(lazy, device) if lazy else (None, [], [], True)
-        self.device, self.arena, self.inplace = device, None, []
-        self.plan, self.spec = plan, spec
-        # where a replay finds each input buffer
+        self.device, self.plan, self.arena, self.inplace = device, plan, None, []
+        self.rebinds: list = []   # (tensor, output index) rebound to outputs, for in-place (set by _Program)
         host = {id(n): (role, fn) for n, role, fn in trace.host}
-        self.host_fns = [(id(n), fn) for n, _, fn in trace.host]
-        arg_of = {id(t.node): i for i, t in enumerate(arg_tensors)}
+        arg_of = {id(t.node): i for i, t in enumerate(trace.arg_tensors)}
         holder = dict(trace.holders)
         grad_holder = {}
         for t, node, grad in trace.changed.values():
@@ -333,91 +371,60 @@ class _Program:
             for t in _live_tensors():
                 if id(t.node) in unresolved and id(t) not in trace.created:
                     holder.setdefault(id(t.node), t)
-        self.sources, sig_sources = [], []
+        self.sources, sig = [], []
         for leaf in leaves:
-            if id(leaf) in host:
-                self.sources.append(("host", id(leaf)))
-                sig_sources.append(("host", host[id(leaf)][0]))
+            ref = trace.ref_of(leaf)
+            if ref is not None:          # computed earlier in this call: an earlier segment or host step
+                src = sig_src = ("env", ref)
+            elif id(leaf) in host:
+                src, sig_src = ("host", id(leaf)), ("host", host[id(leaf)][0])
             elif id(leaf) in arg_of:
-                self.sources.append(("arg", arg_of[id(leaf)]))
-                sig_sources.append(("arg", arg_of[id(leaf)]))
+                src = sig_src = ("arg", arg_of[id(leaf)])
             elif id(leaf) in holder:
-                self.sources.append(("owner", holder[id(leaf)]))
-                sig_sources.append(("owner", id(holder[id(leaf)])))
+                src, sig_src = ("owner", holder[id(leaf)]), ("owner", id(holder[id(leaf)]))
             elif id(leaf) in grad_holder:
-                self.sources.append(("grad", grad_holder[id(leaf)]))
-                sig_sources.append(("grad", id(grad_holder[id(leaf)])))
+                src, sig_src = ("grad", grad_holder[id(leaf)]), ("grad", id(grad_holder[id(leaf)]))
             else:   # made inside the function from Python data: frozen at trace time
-                self.sources.append(("const", leaf.arg))
-                sig_sources.append(("const", hashlib.sha256(leaf.arg.numpy().tobytes()).hexdigest()))
+                src = ("const", leaf.arg)
+                sig_src = ("const", hashlib.sha256(leaf.arg.numpy().tobytes()).hexdigest())
+            self.sources.append(src)
+            sig.append(sig_src)
         self.leaf_meta = [(leaf.dtype, leaf.shape) for leaf in leaves]
-        # where each result goes: output index of every target / returned tensor
-        slot = {id(n): k for k, n in enumerate(lazy)}
-        self.rebinds = [(t, slot.get(id(t.node))) for t in targets]   # no node kept: see _sole_owner
-        self.grad_sets = [(p, p.grad) for p in grad_sets]
-        self.returned = [(slot.get(id(t.node)), t.node, t.device) for t in returned]
         self.out_meta = [(n.dtype, n.shape) for n in lazy]
-        self.modules = [(m, m.training) for m in trace.modules.values()]
-        self.grad_guards = [(t, t.grad is None) for kind, t in self.sources if kind == "grad"] + \
-                           [(p, trace.changed[id(p)][2] is None) for p in grad_sets]
-        self.signature = (id(plan), tuple(sig_sources),   # plans are cached per graph structure
-                          tuple((id(t) if id(t) not in trace.created else "new", k) for t, k in self.rebinds),
-                          tuple(id(p) for p in grad_sets), tuple(k for k, _, _ in self.returned),
-                          tuple((id(m), tr) for m, tr in self.modules))
-        # run the traced call itself: its lazy nodes become the computed buffers
+        self.signature = (id(plan), tuple(sig))   # plans are cached per graph structure
+        # run this part of the traced call: its lazy nodes become the computed buffers
         bufs = execute(plan, leaf_bufs) if lazy else []
-        for n, buf in zip(lazy, bufs):
+        for j, (n, buf) in enumerate(zip(lazy, bufs)):
             n.become_buffer(buf)
-        self.result = _unflatten(spec, returned)
+            trace.produced.setdefault(id(buf), ("seg", k, j))   # (an output may be a leaf's buffer)
+        trace.keep += bufs
 
-    def guard_failure(self) -> str | None:
-        """Why this program does not fit the current state of the world (None: it fits)."""
-        for m, training in self.modules:
-            if m.training != training:
-                return f"{type(m).__name__}.training changed to {m.training}"
-        for t, was_none in self.grad_guards:
-            if (t.grad is None) != was_none:
-                return f".grad of a tensor{list(t.shape)} is {'None' if t.grad is None else 'set'} now"
+    def run(self, args: list, hosts: dict, env: dict) -> list:
+        """Replay: the segment's output buffers, from this call's arguments, host inputs and the
+        buffers computed earlier in the call (`env`)."""
+        from ember.compiler.realize import execute
+        leaf_bufs, pending = [], []
         for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
-            if kind in ("owner", "grad"):
-                t = src if kind == "owner" else src.grad
-                if t.dtype is not dtype or tuple(t.shape) != tuple(shape):
-                    return f"a captured tensor changed to {t.dtype.name}{list(t.shape)}"
-        return None
-
-    def replay(self, args, kwargs):
-        from ember.compiler.realize import Arena, execute
-        arg_tensors: list = []
-        _flatten((args, kwargs), arg_tensors)
-        hosts = {nid: fn() for nid, fn in self.host_fns}   # in call order: the RNG advances as eagerly
-        leaf_bufs = []
-        pending = []
-        for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
-            if kind == "host":
+            if kind == "env":
+                leaf_bufs.append(env[src])
+            elif kind == "host":
                 leaf_bufs.append(tracing.host_buffer(hosts[src], dtype, shape).to(self.device))
-                continue
-            if kind == "const":
+            elif kind == "const":
                 leaf_bufs.append(src)
-                continue
-            t = arg_tensors[src] if kind == "arg" else src if kind == "owner" else src.grad
-            if not t.node.realized:
-                pending.append(t)
-            leaf_bufs.append(t)
+            else:
+                t = args[src] if kind == "arg" else src if kind == "owner" else src.grad
+                if not t.node.realized:
+                    pending.append(t)
+                leaf_bufs.append(t)
         if pending:
             realize(*pending)
         leaf_bufs = [b.node.arg if isinstance(b, Tensor) else b for b in leaf_bufs]
-        if self.plan is not None and self.arena is None and self.device == "cpu":
+        if self.plan is None:
+            return []
+        if self.arena is None and self.device == "cpu":
             self._make_memory_plan(len(leaf_bufs))
         inplace = {slot: k for t, slot, k in self.inplace if _sole_owner(t)}
-        bufs = execute(self.plan, leaf_bufs, self.arena, inplace) if self.plan is not None else []
-        nodes = [Node.make("buffer", arg=b, dtype=dt, shape=sh) for b, (dt, sh) in zip(bufs, self.out_meta)]
-        for t, k in self.rebinds:
-            if k is not None:
-                t.node = nodes[k]
-        for p, g in self.grad_sets:
-            p.grad = g
-        out = [Tensor._wrap(node if k is None else nodes[k], device) for k, node, device in self.returned]
-        return _unflatten(self.spec, out)
+        return execute(self.plan, leaf_bufs, self.arena, inplace)
 
     def _make_memory_plan(self, n_leaves: int) -> None:
         """The arena of the replays, and which tensors' new values may be written over their old
@@ -427,10 +434,83 @@ class _Program:
         self.arena = Arena(self.plan, n_leaves)
         leaf_of = {id(src): i for i, (kind, src) in enumerate(self.sources) if kind == "owner"}
         self.inplace = []
-        for t, k in self.rebinds:
-            src, i = self.plan.outputs[k] if k is not None else (None, None)
+        for t, j in self.rebinds:
+            src, i = self.plan.outputs[j]
             slot, leaf = n_leaves + i, leaf_of.get(id(t))
             if src == "tmp" and leaf in self.arena.inplace_slots.get(slot, ()):
                 self.inplace.append((t, slot, leaf))
                 del leaf_of[id(t)]
 
+
+class _Program:
+    """One traced call: its segments, the host steps between them, and where each result goes."""
+
+    def __init__(self, trace, targets, grad_sets, returned, spec):
+        lazy = list(dict.fromkeys([t.node for t in targets + returned if not t.node.realized]))
+        for t in targets + returned:
+            trace.device_of.setdefault(id(t.node), t.device)
+        final = _Segment(trace, lazy, len(trace.segments))   # computes the trace's results
+        self.segments, self.calls = trace.segments + [final], trace.calls
+        self.host_fns = [(id(n), fn) for n, _, fn in trace.host]
+        # where each result is found at a replay: ("seg", k, j) | ("call", k, j), or None for a
+        # value the call did not compute (kept as it is)
+        self.rebinds = [(t, trace.ref_of(t.node)) for t in targets]   # no node kept: see _sole_owner
+        final.rebinds = [(t, ref[2]) for t, ref in self.rebinds if ref and ref[:2] == ("seg", len(trace.segments))]
+        self.grad_sets = [(p, p.grad) for p in grad_sets]
+        self.returned = [(trace.ref_of(t.node), t.node, t.device) for t in returned]
+        self.spec = spec
+        self.modules = [(m, m.training) for m in trace.modules.values()]
+        self.grad_guards = [(t, t.grad is None) for seg in self.segments for kind, t in seg.sources if kind == "grad"] + \
+                           [(p, trace.changed[id(p)][2] is None) for p in grad_sets]
+        self.signature = (tuple(seg.signature for seg in self.segments), tuple(name for name, _, _ in self.calls),
+                          tuple((id(t) if id(t) not in trace.created else "new", r) for t, r in self.rebinds),
+                          tuple(id(p) for p in grad_sets), tuple(r for r, _, _ in self.returned),
+                          tuple((id(m), tr) for m, tr in self.modules))
+        self.result = _unflatten(spec, returned)
+
+    @property
+    def final(self) -> _Segment:
+        return self.segments[-1]
+
+    def guard_failure(self) -> str | None:
+        """Why this program does not fit the current state of the world (None: it fits)."""
+        for m, training in self.modules:
+            if m.training != training:
+                return f"{type(m).__name__}.training changed to {m.training}"
+        for t, was_none in self.grad_guards:
+            if (t.grad is None) != was_none:
+                return f".grad of a tensor{list(t.shape)} is {'None' if t.grad is None else 'set'} now"
+        for seg in self.segments:
+            for (kind, src), (dtype, shape) in zip(seg.sources, seg.leaf_meta):
+                if kind in ("owner", "grad"):
+                    t = src if kind == "owner" else src.grad
+                    if t.dtype is not dtype or tuple(t.shape) != tuple(shape):
+                        return f"a captured tensor changed to {t.dtype.name}{list(t.shape)}"
+        return None
+
+    def replay(self, args, kwargs):
+        arg_tensors: list = []
+        _flatten((args, kwargs), arg_tensors)
+        hosts = {nid: fn() for nid, fn in self.host_fns}   # in call order: the RNG advances as eagerly
+        env: dict = {}
+        for k, seg in enumerate(self.segments):
+            for j, b in enumerate(seg.run(arg_tensors, hosts, env)):
+                env["seg", k, j] = b
+            if k < len(self.calls):         # the host step between segment k and k + 1
+                _, fn, inputs = self.calls[k]
+                for j, b in enumerate(fn([env[r] for r in inputs])):
+                    env["call", k, j] = b
+        nodes = {}
+
+        def node(ref, dtype, shape):
+            n = nodes.get(ref)
+            if n is None:
+                n = nodes[ref] = Node.make("buffer", arg=env[ref], dtype=dtype, shape=shape)
+            return n
+        for t, ref in self.rebinds:
+            if ref is not None:
+                t.node = node(ref, t.dtype, t.shape)
+        for p, g in self.grad_sets:
+            p.grad = g
+        out = [Tensor._wrap(n if ref is None else node(ref, n.dtype, n.shape), device) for ref, n, device in self.returned]
+        return _unflatten(self.spec, out)

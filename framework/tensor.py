@@ -182,9 +182,11 @@ class Tensor:
         return self._value().copy()
 
     def _value(self) -> np.ndarray:
+        # inside a trace, a value the call computes (lazy, or made by a host step such as a
+        # collective) differs at every replay: reading it into Python would freeze it
+        if _tracing.current is not None and (self.node.op != "buffer" or _tracing.current.ref_of(self.node)):
+            raise _tracing.value_read_error("reading a computed value (.item(), .numpy(), bool(), print)")
         if self.node.op != "buffer":
-            if _tracing.current is not None:
-                raise _tracing.value_read_error("reading a computed value (.item(), .numpy(), bool(), print)")
             _realize([self.node], self.device)  # the node becomes a buffer leaf in place
         return self.node.arg.numpy().reshape(self.node.shape)
 
@@ -320,7 +322,8 @@ def _const_node(value, dt: D.DType) -> Node:
 def realize(*tensors: Tensor) -> None:
     """Compute several tensors together (their kernels are scheduled and fused as one program,
     one per device)."""
-    if _tracing.current is not None:   # ember.compile realizes everything at the end of the trace
+    if _tracing.current is not None:   # ember.compile computes them at its next boundary or the end
+        _tracing.current.request(tensors)
         return
     by_device: dict = {}
     for t in tensors:

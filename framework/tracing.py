@@ -8,6 +8,9 @@ reports the two things a replay must redo on the host:
   and counter, a learning rate read from an optimizer's param group). Its function is called again,
   in the same order, at every replay.
 - `note_module`: a module that ran, so a replay can check it is still in the same train/eval mode.
+
+and one thing that splits a step: `host_call`, host work that needs values in the middle of it (a
+collective), which ends one captured plan and starts the next.
 """
 from __future__ import annotations
 
@@ -38,6 +41,21 @@ def host_input(role: str, fn, dtype, shape: tuple, device: str):
     if current is not None:
         current.host.append((t.node, role, fn))
     return t
+
+
+def host_call(name: str, fn, inputs: list) -> list:
+    """Host work on the values of `inputs` (tensors) in the middle of a step, such as a collective:
+    `fn(input buffers) -> output buffers` (fresh buffers; the inputs must not be written).
+
+    Eagerly it realizes the inputs and calls fn. Inside an ember.compile trace it is a boundary:
+    the step's graph so far is computed up to the inputs (with whatever realize() was asked for
+    meanwhile), fn runs on them, and each replay does the same, running the captured kernels before
+    and after it as separate plans."""
+    from .tensor import realize
+    if current is not None:
+        return current.boundary(name, fn, list(inputs))
+    realize(*inputs)
+    return fn([t.node.arg for t in inputs])
 
 
 def note_module(module) -> None:

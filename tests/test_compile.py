@@ -237,7 +237,7 @@ def test_replay_memory_plan_never_shares_bytes_between_live_buffers():
     buffers that are never alive together may share bytes, and results are not in the arena."""
     data = _batches(2, (16, 20), 5)
     _, _, f = _train(_mlp, data, True, steps=5)
-    prog = next(v.programs[0] for v in f._variants.values())
+    prog = next(v.programs[0] for v in f._variants.values()).final
     plan, arena = prog.plan, prog.arena
     n_leaves = len(arena.ptrs) - len(plan.tmps)
     results = {i for src, i in plan.outputs if src == "tmp"}
@@ -305,7 +305,7 @@ def test_replays_update_parameters_and_optimizer_state_in_place():
     for i in range(3):   # double buffering would alternate between two addresses
         step(*data[i % 2])
         assert [t.node.arg.ptr() for t in state()] == before
-    prog = next(v.programs[0] for v in step._variants.values())
+    prog = next(v.programs[0] for v in step._variants.values()).final
     assert len(prog.inplace) == 12
 
 

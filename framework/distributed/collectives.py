@@ -39,9 +39,9 @@ class Work:
 
     def __init__(self, pg, pending, finish=None, keep=()):
         # keep: the input nodes whose storage the backend reads until completion (their buffers
-        # must not go back to the allocator's pool before that)
+        # must not go back to the allocator's pool before that). finish() -> the result tensors.
         self._pg, self._pending, self._finish, self._keep = pg, pending, finish, keep
-        self._done = False
+        self._done, self._result = False, []
 
     def wait(self, timeout=None) -> bool:
         if not self._done:
@@ -49,8 +49,13 @@ class Work:
             self._pg.backend.wait(self._pending, secs)
             self._done, self._keep = True, ()
             if self._finish is not None:
-                self._finish()
+                self._result = self._finish()
         return True
+
+    def result(self) -> list:
+        """The collective's output tensors (waiting for it first), as torch's Work.result()."""
+        self.wait()
+        return self._result
 
     def is_completed(self) -> bool:
         return self._done or self._pg.backend.test(self._pending)
@@ -59,8 +64,37 @@ class Work:
         return self.is_completed()
 
 
-def _run(pg, pending, async_op: bool, finish=None, keep=()):
-    work = Work(pg, pending, finish, keep)
+def _collective(pg, name: str, inputs: list, outs: list, issue, async_op: bool, finish=None, device: str = "cpu"):
+    """THE way a collective runs. `inputs`: the tensors whose values it sends; `outs`: (shape,
+    dtype) of the fresh buffers it receives into; `issue(sends, recvs)` starts it on their flat
+    storages (numpy views, no copies) and returns the backend's pending requests; `finish(*results)`
+    rebinds the user's tensors to the received values (lazy: averaging and casts fuse onward) and may
+    return the value `Work.result()` gives (default: the received tensors).
+
+    Eagerly the inputs are realized together and the collective runs nonblocking: a Work, or with
+    async_op=False its completion. Inside a function traced by ember.compile it is a host step
+    (tracing.host_call): the step's kernels before it, then the collective on their buffers,
+    completed, then the kernels after it, at the trace and at every replay."""
+    def run(bufs):
+        recvs = [Buffer("cpu", dt, math.prod(shape)) for shape, dt in outs]
+        pg.backend.wait(issue([b.numpy() for b in bufs], [b.numpy() for b in recvs]), pg.timeout_s)
+        return recvs
+
+    def results(bufs):
+        return [Tensor._wrap(Node.make("buffer", arg=b, dtype=dt, shape=tuple(shape)), device)
+                for b, (shape, dt) in zip(bufs, outs)]
+    def complete(bufs):
+        done = results(bufs)
+        value = finish(*done) if finish is not None else None
+        return done if value is None else [value]
+    if _tracing.current is not None:
+        work = Work(pg, [], lambda: complete(_tracing.host_call(name, run, inputs)))
+        work.wait()
+        return work if async_op else None
+    realize(*inputs)
+    bufs = [Buffer("cpu", dt, math.prod(shape)) for shape, dt in outs]
+    pending = issue([t.node.arg.numpy() for t in inputs], [b.numpy() for b in bufs])
+    work = Work(pg, pending, lambda: complete(bufs), keep=tuple(t.node for t in inputs))
     if async_op:
         return work
     work.wait()
@@ -72,28 +106,6 @@ def _run(pg, pending, async_op: bool, finish=None, keep=()):
 def _check(t, name: str, what: str = "tensor") -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name}(): {what} must be an ember Tensor, got {type(t).__name__}")
-
-
-def _not_traced(name: str) -> None:
-    if _tracing.current is not None:
-        raise _tracing.TraceError(
-            f"ember.distributed.{name}() inside a function traced by ember.compile: a collective needs the "
-            "values of its input, which a trace does not compute, and ember.compile cannot split a step at a "
-            "collective yet. Run this step (a DistributedDataParallel backward included) without "
-            "ember.compile; see docs/distributed.md.")
-
-
-def _storage(t: Tensor, name: str) -> np.ndarray:
-    """t's value as a flat array sharing the buffer's storage (realizing t first)."""
-    _not_traced(name)
-    realize(t)
-    return t.node.arg.numpy()
-
-
-def _empty(shape, dtype: D.DType, device: str) -> tuple[Tensor, np.ndarray]:
-    """A fresh buffer leaf for a collective to write into, and its storage."""
-    buf = Buffer(device, dtype, math.prod(shape))
-    return Tensor._wrap(Node.make("buffer", arg=buf, dtype=dtype, shape=tuple(shape)), device), buf.numpy()
 
 
 def _set(t: Tensor, value: Tensor) -> None:
@@ -136,18 +148,17 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     pg = _get(group)
     _check(tensor, "all_reduce")
     wire, wire_op = _reduce_args(tensor, op, "all_reduce")
-    send = _storage(wire, "all_reduce")
-    out, recv = _empty(tensor.shape, wire.dtype, tensor.device)
-    pending = pg.backend.allreduce(send, recv, wire_op) if send.size else []
-    if not send.size:
-        out = wire
-    return _run(pg, pending, async_op, lambda: _set(tensor, _reduced(out, op, tensor.dtype, pg.size)), (wire.node,))
+    if tensor.numel() == 0:
+        return _collective(pg, "all_reduce", [], [], lambda s, r: [], async_op)
+    return _collective(pg, "all_reduce", [wire], [(tensor.shape, wire.dtype)],
+                       lambda s, r: pg.backend.allreduce(s[0], r[0], wire_op), async_op,
+                       lambda out: _set(tensor, _reduced(out, op, tensor.dtype, pg.size)), tensor.device)
 
 
 def all_reduce_flat(tensors: list[Tensor], op: ReduceOp = ReduceOp.SUM, group=None):
-    """Reduce several tensors of one dtype as ONE message (not in PyTorch's API): returns (work,
-    flat), `flat` a new 1-D tensor holding the reduced values of all `tensors` concatenated, to be
-    read after `work.wait()`. DDP's gradient buckets go through it.
+    """Reduce several tensors of one dtype as ONE message (not in PyTorch's API): returns a Work
+    whose `result()` is `[flat]`, a new 1-D tensor holding the reduced values of all `tensors`
+    concatenated. DDP's gradient buckets go through it.
 
     The inputs are realized together, then their storages are packed into the result buffer with
     a memory copy and reduced in place there. (An ember `cat` kernel would do the packing as a
@@ -164,13 +175,13 @@ def all_reduce_flat(tensors: list[Tensor], op: ReduceOp = ReduceOp.SUM, group=No
             raise TypeError(f"all_reduce_flat(): all tensors must have one dtype, got {dtype.name} and {t.dtype.name}")
     wires = [_reduce_args(t, op, "all_reduce_flat")[0] for t in tensors]
     wire_op = ReduceOp.SUM if op is ReduceOp.AVG else op
-    _not_traced("all_reduce_flat")
-    realize(*wires)
-    sends = [w.node.arg.numpy() for w in wires]
-    out, recv = _empty((sum(a.size for a in sends),), wires[0].dtype, tensors[0].device)
-    np.concatenate(sends, out=recv)
-    pending = pg.backend.allreduce(recv, recv, wire_op) if recv.size else []
-    return Work(pg, pending), _reduced(out, op, dtype, pg.size)   # lazy: read it after work.wait()
+    total = sum(t.numel() for t in tensors)
+
+    def issue(sends, recvs):
+        np.concatenate(sends, out=recvs[0])
+        return pg.backend.allreduce(recvs[0], recvs[0], wire_op) if total else []
+    return _collective(pg, "all_reduce_flat", wires, [((total,), wires[0].dtype)], issue, True,
+                       lambda out: _reduced(out, op, dtype, pg.size), tensors[0].device)
 
 
 def broadcast(tensor: Tensor, src: int | None = None, group=None, async_op: bool = False, group_src=None):
@@ -181,21 +192,20 @@ def broadcast(tensor: Tensor, src: int | None = None, group=None, async_op: bool
     src = group_src if src is None else src
     if not isinstance(src, int) or not 0 <= src < pg.size:
         raise ValueError(f"broadcast(): src must be a rank in [0, {pg.size - 1}], got {src!r}")
-    _not_traced("broadcast")
     if tensor.numel() == 0:
-        return _run(pg, [], async_op)
+        return _collective(pg, "broadcast", [], [], lambda s, r: [], async_op)
     if pg.rank == src:
-        data = _storage(tensor, "broadcast")
-        return _run(pg, pg.backend.broadcast(data, src), async_op, keep=(tensor.node,))
-    out, recv = _empty(tensor.shape, tensor.dtype, tensor.device)
-    return _run(pg, pg.backend.broadcast(recv, src), async_op, lambda: _set(tensor, out))
+        return _collective(pg, "broadcast", [tensor], [], lambda s, r: pg.backend.broadcast(s[0], src), async_op)
+    return _collective(pg, "broadcast", [], [(tensor.shape, tensor.dtype)], lambda s, r: pg.backend.broadcast(r[0], src),
+                       async_op, lambda out: _set(tensor, out), tensor.device)
 
 
-def _gathered(input_tensor: Tensor, pg):
-    """Issue the all-gather of `input_tensor`: (pending, result of shape (world, *input.shape))."""
-    out, recv = _empty((pg.size,) + tuple(input_tensor.shape), input_tensor.dtype, input_tensor.device)
-    send = _storage(input_tensor, "all_gather")
-    return (pg.backend.allgather(send, recv) if send.size else []), out, input_tensor.node
+def _all_gather(input_tensor: Tensor, pg, async_op: bool, finish, name: str):
+    """The all-gather of `input_tensor`; `finish` gets the result, shaped (world, *input.shape)."""
+    shape = (pg.size,) + tuple(input_tensor.shape)
+    return _collective(pg, name, [input_tensor], [(shape, input_tensor.dtype)],
+                       lambda s, r: pg.backend.allgather(s[0], r[0]) if s[0].size else [], async_op, finish,
+                       input_tensor.device)
 
 
 def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = False):
@@ -204,12 +214,11 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     pg = _get(group)
     _check(tensor, "all_gather")
     _check_list(tensor_list, tensor, pg.size, "all_gather", "tensor_list")
-    pending, out, send = _gathered(tensor, pg)
 
-    def finish():
+    def finish(out):
         for i, t in enumerate(tensor_list):
             _set(t, out[i])
-    return _run(pg, pending, async_op, finish, (send,))
+    return _all_gather(tensor, pg, async_op, finish, "all_gather")
 
 
 def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=None, async_op: bool = False):
@@ -219,8 +228,8 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     _check(input_tensor, "all_gather_into_tensor", "input_tensor")
     _check(output_tensor, "all_gather_into_tensor", "output_tensor")
     _check_pair(output_tensor, input_tensor, pg.size, "all_gather_into_tensor", "output", "input")
-    pending, out, send = _gathered(input_tensor, pg)
-    return _run(pg, pending, async_op, lambda: _set(output_tensor, out.reshape(output_tensor.shape)), (send,))
+    return _all_gather(input_tensor, pg, async_op, lambda out: _set(output_tensor, out.reshape(output_tensor.shape)),
+                       "all_gather_into_tensor")
 
 
 def reduce_scatter(output: Tensor, input_list: list, op: ReduceOp = ReduceOp.SUM, group=None,
@@ -245,20 +254,17 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op: ReduceOp = ReduceOp
 
 def _reduce_scatter(output: Tensor, stacked: Tensor, op, pg, async_op: bool, name: str):
     wire, wire_op = _reduce_args(stacked, op, name)
-    send = _storage(wire, name)
-    out, recv = _empty(output.shape, wire.dtype, output.device)
-    pending = pg.backend.reduce_scatter(send, recv, wire_op) if recv.size else []
-    return _run(pg, pending, async_op, lambda: _set(output, _reduced(out, op, output.dtype, pg.size)), (wire.node,))
+    return _collective(pg, name, [wire], [(output.shape, wire.dtype)],
+                       lambda s, r: pg.backend.reduce_scatter(s[0], r[0], wire_op) if r[0].size else [], async_op,
+                       lambda out: _set(output, _reduced(out, op, output.dtype, pg.size)), output.device)
 
 
 def barrier(group=None, async_op: bool = False, device_ids=None, timeout=None):
     """Wait until every rank has reached the barrier (or the timeout passes: DistBackendError)."""
     pg = _get(group)
-    _not_traced("barrier")
-    work = Work(pg, pg.backend.barrier())
-    if async_op:
-        return work
-    work.wait(timeout)
+    if _tracing.current is not None or async_op:
+        return _collective(pg, "barrier", [], [], lambda s, r: pg.backend.barrier(), async_op)
+    Work(pg, pg.backend.barrier()).wait(timeout)
     return None
 
 

@@ -27,10 +27,11 @@ one per parameter, while the largest temporary stays bounded.
 ## With ember.compile
 
 The reduction is a single, explicit boundary: `_Reducer.reduce(grads) -> grads`, whose inputs are
-the realized gradients and whose outputs are lazy slices of the reduced buckets. A compiled step
-containing it can be split there into two plans (forward+backward, then unflatten+update)
-with the collective between them on the same buffers at every replay. Until ember.compile supports
-such boundaries, a collective inside a traced function raises a TraceError that says so.
+the realized gradients and whose outputs are lazy slices of the reduced buckets. In a compiled step
+each bucket's all-reduce is a host step (`tracing.host_call`): the captured program is
+(forward + backward) -> all-reduce -> (unflatten + average + update), replayed as such. With
+`find_unused_parameters=True` the used-mask is read into Python, which a trace cannot do: such a
+step raises a TraceError under ember.compile.
 """
 from __future__ import annotations
 
@@ -147,14 +148,16 @@ class _Reducer:
         from ..creation import tensor, zeros
         full = [g if g is not None else zeros(p.shape, dtype=p.dtype) for g, p in zip(grads, self.params)]
         realize(*full, *extra)               # forward + backward: one fused program, as one process runs it
-        works, flats = zip(*[dist.collectives.all_reduce_flat([full[i] for i in b]) for b in self.buckets])
+        works = [dist.collectives.all_reduce_flat([full[i] for i in b]) for b in self.buckets]
         mask = tensor(np.array([g is not None for g in grads], dtype=np.uint8)) if find_unused else None
-        works = list(works) + ([dist.all_reduce(mask, op=dist.ReduceOp.MAX, async_op=True)] if find_unused else [])
+        if find_unused:
+            works.append(dist.all_reduce(mask, op=dist.ReduceOp.MAX, async_op=True))
         for w in works:
             w.wait()
         anywhere = mask.numpy().astype(bool) if find_unused else [True] * len(grads)
         out: list[Tensor | None] = [None] * len(grads)
-        for b, flat in zip(self.buckets, flats):
+        for b, w in zip(self.buckets, works):
+            flat = w.result()[0]
             for i, v in zip(b, _unflatten(flat, [self.params[i] for i in b])):
                 out[i] = v / world if anywhere[i] else grads[i]   # the division fuses into the update
         return out
