@@ -13,7 +13,7 @@ algbw = bytes / time, busbw = algbw * 2 (n - 1) / n (what each rank's link carri
 DDP step: the digits MLP (784-128-10, Adam) on a global batch of 64: one process with every core
 on the whole batch, vs N ranks each with its 64/N share and cores/N kernel threads. The DDP time
 is split into the gradient reduction (realizing forward+backward+flattened buckets, the
-all-reduce) and the rest. Nothing is written to RESULTS.md: run it on an idle machine and record
+all-reduce) and the rest; both are also timed with the step under ember.compile. Nothing is written to RESULTS.md: run it on an idle machine and record
 the numbers there by hand.
 """
 from __future__ import annotations
@@ -43,26 +43,32 @@ def _mlp_step_setup(batch: int, seed: int = 0):
     return model, x, y
 
 
-def _time_steps(model, opt, x, y, steps: int, warmup: int = 5) -> list[float]:
+def _time_steps(model, opt, x, y, steps: int, warmup: int = 5, compiled: bool = False) -> list[float]:
+    import ember
     from ember import nn
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
+
+    def step(x, y):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        loss.item()
+        return loss
+    if compiled:
+        step = ember.compile(step)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        step(x, y).item()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return times
 
 
-def single_process(global_batch: int, steps: int) -> float:
+def single_process(global_batch: int, steps: int, compiled: bool = False) -> float:
     import ember
     model, x, y = _mlp_step_setup(global_batch)
     opt = ember.optim.Adam(model.parameters(), lr=1e-3)
-    return statistics.median(_time_steps(model, opt, x, y, steps))
+    return statistics.median(_time_steps(model, opt, x, y, steps, compiled=compiled))
 
 
 def worker(args) -> None:
@@ -109,6 +115,12 @@ def worker(args) -> None:
     step = _time_steps(ddp, opt, x, y, args.steps)
     step_t = comm.allreduce(statistics.median(step), op=MPI.MAX)
     red_t = comm.allreduce(statistics.median(spent[-args.steps:]), op=MPI.MAX)
+    parallel._Reducer.reduce = reduce
+    # the same DDP step under ember.compile: the bucket all-reduces are host steps of the program
+    model, x, y = _mlp_step_setup(args.batch // world, seed=rank)
+    ddp_c = parallel.DistributedDataParallel(model)
+    opt = ember.optim.Adam(ddp_c.parameters(), lr=1e-3)
+    comp_t = comm.allreduce(statistics.median(_time_steps(ddp_c, opt, x, y, args.steps, compiled=True)), op=MPI.MAX)
     if rank == 0:
         print(f"\nall-reduce, float32 SUM, {world} ranks (median of {args.repeat}, slowest rank)")
         print(f"{'bytes':>12} {'mpi4py us':>11} {'ember us':>11} {'algbw GB/s':>11} {'busbw GB/s':>11}")
@@ -120,6 +132,7 @@ def worker(args) -> None:
               f"EMBER_NUM_THREADS={os.environ.get('EMBER_NUM_THREADS')})")
         print(f"  DDP step       {step_t * 1e3:8.2f} ms   of which gradient reduction "
               f"(realize fwd+bwd+buckets, all-reduce) {red_t * 1e3:.2f} ms")
+        print(f"  DDP step, ember.compile {comp_t * 1e3:8.2f} ms")
         print(f"  buckets        {len(ddp._reducer.buckets)}  ({sum(p.numel() for p in model.parameters()):,} "
               f"parameters)", flush=True)
     dist.destroy_process_group()
@@ -141,8 +154,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"load average {load:.2f}" + ("  (busy machine: timings are noisy)" if load > 0.5 else ""))
     t = single_process(args.batch, args.steps)
-    print(f"single process: MLP step on the global batch of {args.batch}: {t * 1e3:.2f} ms "
-          f"(all {os.cpu_count()} cores)")
+    tc = single_process(args.batch, args.steps, compiled=True)
+    print(f"single process: MLP step on the global batch of {args.batch}: {t * 1e3:.2f} ms, under ember.compile "
+          f"{tc * 1e3:.2f} ms (all {os.cpu_count()} cores)")
     mpiexec = Path(sys.executable).parent / "mpiexec"
     cmd = [str(mpiexec), "-n", str(args.ranks), sys.executable, "-m", "benchmarks.distributed", "--worker",
            "--repeat", str(args.repeat), "--steps", str(args.steps), "--batch", str(args.batch)]
