@@ -16,7 +16,7 @@ The micro-kernel holds MR x (NR / VEC) vector accumulators (e.g. 6 x 2 <8 x floa
 per k broadcasting one A element per row and loading NR/VEC B vectors: MR*NR/VEC fused
 multiply-adds per MR + NR/VEC loads. Edges: rows are handled by variants of the micro-kernel for
 every row count < MR (no wasted FMAs), columns by masked loads/stores (B slivers are zero-padded),
-K by the loop count. Packing makes any input strides (transposed, broadcast batch with stride 0)
+K by the loop count. Only the variants a shape can use are generated (`row_counts`). Packing makes any input strides (transposed, broadcast batch with stride 0)
 the same to the micro-kernel; the strides are compile-time constants, so each packing loop is
 specialised (contiguous rows become vector copies, transposed B an 8x8 register transpose).
 Shapes are constants too: one kernel per (shape, strides), like every ember kernel.
@@ -164,8 +164,10 @@ class _Spec:
         return self.M <= DIRECT_B_PANELS * self.cfg.mr and self.sb[2] == 1 and _affine(self.sb[1])
 
     @property
-    def direct_rows(self) -> list[int]:
-        """Row counts of the panels when B is read in place: MR, and the ragged last panel."""
+    def row_counts(self) -> list[int]:
+        """The row counts tiles can have: MR, and the ragged last panel's (threads and blocks
+        split rows at multiples of MR). Only these micro-kernel variants are generated: the others
+        would never run and would cost compile time (most of a GEMM's)."""
         return sorted({min(self.M, self.cfg.mr), self.M % self.cfg.mr} - {0})
 
     @property
@@ -203,9 +205,9 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
     parts = [f"; ember GEMM {dtype.name} batch={batch} M={M} N={N} K={K} a={a_strides}+{a_offset} "
              f"b={b_strides}+{b_offset} {cfg}"]
     if batch and M and N and K:
-        parts += [_microkernel(s, r) for r in range(1, cfg.mr + 1)]
+        parts += [_microkernel(s, r) for r in s.row_counts]
         if s.b_direct:
-            parts += [_microkernel(s, r, direct=True) for r in s.direct_rows]
+            parts += [_microkernel(s, r, direct=True) for r in s.row_counts]
         parts += [_pack_b(s), _block(s)] + ([] if s.a_direct else [_pack_a(s)])
     parts += [_driver(s), *_declarations(s)]
     return "\n\n".join(parts) + "\n"
@@ -420,9 +422,9 @@ def _block(s: _Spec) -> str:
                             rows = f.min(cfg.mr, f.sub(mc, ir))
                             ap, cp = f.gep(ty, apanel, f.mul(ir, astep)), f.gep(ty, crow, f.add(jr, f.mul(ir, s.N)))
                             with f.if_(inplace):
-                                tile(rows, s.direct_rows, "d", ap, bp, cp, cols)
+                                tile(rows, s.row_counts, "d", ap, bp, cp, cols)
                             with f.if_(f(f"xor i1 {inplace}, true")):
-                                tile(rows, s.direct_rows, "", ap, bp, cp, cols)
+                                tile(rows, s.row_counts, "", ap, bp, cp, cols)
                 else:
                     with f.loop("0", nc, cfg.nr) as jr:
                         cols = f.min(cfg.nr, f.sub(nc, jr))
@@ -432,7 +434,7 @@ def _block(s: _Spec) -> str:
                             rows = f.min(cfg.mr, f.sub(mc, ir))
                             ap = f.gep(ty, apanel, f.mul(ir, astep))
                             cp = f.gep(ty, cj, f.mul(ir, s.N))
-                            tile(rows, list(range(1, cfg.mr + 1)), "", ap, bp, cp, cols)
+                            tile(rows, s.row_counts, "", ap, bp, cp, cols)
     f.do("ret void")
     return f.render()
 
