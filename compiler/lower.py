@@ -217,8 +217,9 @@ class _Builder:
             body_idx[a] = var(rv.name, 0, n - 1) if n > 1 else const(0)
         if any(n == 0 for _, n in loops):
             return self.const(_identity(node.op, node.dtype), node.dtype)
+        start = len(self.order)
         body = self.value(src, tuple(body_idx), guard)
-        loops = tuple((v, n) for v, n in loops if n > 1)
+        loops = _contiguous_last(tuple((v, n) for v, n in loops if n > 1), self.order[start:])
         if not loops:
             return body
         r = self.val("reduce", body.dtype, (body,), (node.op, loops))
@@ -259,6 +260,25 @@ class _Builder:
                 yield from (e for e, _, _ in (v.arg if v.op == "cond" else v.arg[2]))
 
 
+def _contiguous_last(loops: tuple, vals: list) -> tuple:
+    """The reduce loops with one that reads memory contiguously innermost: the reduced axes come in
+    logical order, and a sum over (seq, batch) of a batch-major array would otherwise step by a
+    whole sequence in its inner loop and never vectorize. Only a loop that some load steps through
+    by 1 moves, and only when the innermost one does not (any order sums the same elements)."""
+    if len(loops) < 2:
+        return loops
+    unit: set = set()
+    for v in vals:
+        if v.op == "load":
+            unit |= {a for a, c in v.arg[1].terms if c in (1, -1)}
+    if loops[-1][0] in unit:
+        return loops
+    for k in range(len(loops) - 2, -1, -1):
+        if loops[k][0] in unit:
+            return loops[:k] + loops[k + 1:] + (loops[k],)
+    return loops
+
+
 def _identity(op: str, dt: D.DType):
     if op == "sum":
         return 0
@@ -292,28 +312,69 @@ def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset(
     The nests are independent (the scheduler guarantees it), so every nest's outermost loop is
     split across threads on its own. Returns the kernel and the graph node bound to each param.
     """
+    if cpu:
+        _padded_reductions([o for ns in nests for o in ns], is_input, tolerate)
     params = _Params()
     body, ops, work, bindings, nid, cpu_only = [], [], 0, {}, 0, False
     for k, outputs in enumerate(nests):
         prefix = f"n{k}_" if len(nests) > 1 else ""
-        outer = _lower_outer_reduction(outputs, is_input, params, prefix, nid) if cpu else None
-        if outer is not None:
-            b, stmts, w = outer
+        parts = _outer_reductions(outputs, is_input, params, prefix, nid) if cpu else None
+        if parts is not None:
             cpu_only = True
         else:
             b = _lower_nest(outputs, is_input, params, prefix, nid)
-            stmts, w = _place(b, tolerate)
-        body += stmts
-        work += w
-        ops += b.ops
-        bindings.update(b.bindings)
-        nid += len(b.order)
+            parts = [(b, *_place(b, tolerate))]
+        for b, stmts, w in parts:
+            body += stmts
+            work += w
+            ops += b.ops
+            bindings.update(b.bindings)
+            nid += len(b.order)
     ops = list(dict.fromkeys(ops))
     shape = nests[0][0].shape
     kind = "r" if any(op in ("sum", "prod", "rmax", "rmin") for op in ops) else "e"
     shapes = "_".join("x".join(map(str, n[0].shape)) or "scalar" for n in nests[:3]) + ("_etc" if len(nests) > 3 else "")
     kname = name or f"{kind}_{'_'.join(ops[:4]) or 'copy'}_{shapes}"
     return Kernel(kname, params.info, body, ops, shape, work, bindings, cpu_only), params.nodes
+
+
+PAD_REDUCE_GROWTH = 2          # a reduction read through a pad this many times its size ...
+PAD_REDUCE_MIN_READS = 1 << 16  # ... that reads at least this many elements gets its own buffer
+
+
+def _padded_reductions(outputs, is_input, tolerate) -> None:
+    """A pad is lowered as loads guarded by its bounds, so a reduction read through a pad runs its
+    loops at every position of the padded shape, the padding included (masked loads, result
+    discarded). Concatenated gradients are such pads: the in-projection bias gradient of a
+    MultiheadAttention is cat(sum(dq), sum(dk), sum(dv)), three token sums over 384 outputs where
+    each has 128. When a pad at least PAD_REDUCE_GROWTH times its source reads a computed source
+    with a large reduction, ask for that source to be buffered (NeedsRealize: the scheduler
+    retries): the reduction then runs once per element of its own shape."""
+    reads: dict = {}   # id(node) -> elements read by the reductions inlined under it
+    seen: set = set()
+    order, stack = [], [(o, False) for o in outputs]
+    while stack:       # iterative post-order over the group (inputs are leaves)
+        n, done = stack.pop()
+        if done:
+            order.append(n)
+        elif id(n) not in seen:
+            seen.add(id(n))
+            stack.append((n, True))
+            if not is_input(n):
+                stack.extend((x, False) for x in n.srcs)
+    for n in order:
+        if is_input(n):
+            reads[id(n)] = 0
+            continue
+        reads[id(n)] = sum(reads[id(x)] for x in n.srcs) + (n.srcs[0].numel if n.kind == REDUCE else 0)
+        if n.op != "pad" or reads[id(n)] < PAD_REDUCE_MIN_READS or n.numel < PAD_REDUCE_GROWTH * n.srcs[0].numel:
+            continue
+        target = n.srcs[0]
+        while target.kind == MOVEMENT and not is_input(target) and target.op != "pad":
+            target = target.srcs[0]
+        if not is_input(target) and reads[id(target)] and id(target) not in tolerate:
+            raise NeedsRealize(target, f"{target.op} of {list(target.shape)} with a reduction, read through a pad "
+                                       f"to {list(n.shape)}: it would run at every padded position")
 
 
 def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
@@ -339,6 +400,30 @@ def _lower_nest(outputs, is_input, params, prefix, id_base) -> _Builder:
             loops[k - 1:k + 1] = [(loops[k - 1][0] + loops[k][0], na * nb)]
         k -= 1
     return _build(outputs, is_input, shape, loops, params, prefix, id_base)
+
+
+def _outer_reductions(outputs, is_input, params, prefix, id_base):
+    """`_lower_outer_reduction` for each group of a nest's outputs that reduce alike (same source
+    shape and axes), or None unless every group can. A nest's outputs share their output shape,
+    not their sources: a bias gradient summed over a (seq, batch, d) view sits next to LayerNorm's
+    weight gradient summed over (batch, seq, d), and one strided nest for both cost 10x the two
+    accumulating nests (tiny-GPT step). Params are only added when all groups succeed."""
+    groups: dict = {}
+    for o in outputs:
+        if o.kind != REDUCE:
+            return None
+        groups.setdefault((o.srcs[0].shape, o.arg), []).append(o)
+    saved = dict(params.index), list(params.nodes), list(params.info)
+    parts = []
+    for j, group in enumerate(groups.values()):
+        part = _lower_outer_reduction(group, is_input, params, prefix + (f"g{j}_" if len(groups) > 1 else ""),
+                                      id_base)
+        if part is None:
+            params.index, params.nodes, params.info = saved
+            return None
+        parts.append(part)
+        id_base += len(part[0].order)
+    return parts
 
 
 def _lower_outer_reduction(outputs, is_input, params, prefix, id_base):
@@ -389,6 +474,9 @@ def _lower_outer_reduction(outputs, is_input, params, prefix, id_base):
         accs.append(b.expr_val("store", None, [li], (p, li), srcs=(b.val(REDUCE_COMBINE[o.op], o.dtype, (cur, body)),)))
         b.ops.append(o.op)
 
+    if not _kept_axis_contiguous(b, kvars[kept[-1]], set(rvars.values()), params, outputs):
+        return None
+
     def nest(vs, stmts, split=True):   # with `split`, the first variable's loop is split across threads
         for k, v in reversed(list(enumerate(vs))):
             stmts = [Loop(v, v.hi + 1, "parallel" if k == 0 and split else "serial", stmts)]
@@ -401,6 +489,21 @@ def _lower_outer_reduction(outputs, is_input, params, prefix, id_base):
             (inner if v.deps & kset else outer if v.deps & rset else top).append(v)
     work = math.prod(shape[a] for a in kept) * (math.prod(shape[a] for a in red) + 1)   # innermost iterations
     return b, top + nest(iv, inits) + nest(rv, outer + nest(kv, inner + accs), split=False), work
+
+
+def _kept_axis_contiguous(b: _Builder, inner: Var, rvs: set, params: _Params, outputs) -> bool:
+    """Whether accumulating into the outputs reads the sources along their memory: False when some
+    source load steps by 1 along a reduced axis but not along the innermost kept one (a sum over
+    the sequence of a (batch, head, feature, seq) array viewed as (seq, batch, head*feature)): the
+    usual nest then reads contiguously in its reduce loop, and this one would gather."""
+    outs = {params.index[id(o)] for o in outputs}
+    for v in b.order:
+        if v.op != "load" or v.arg[0] in outs:
+            continue
+        unit = {a for a, c in v.arg[1].terms if c == 1 and isinstance(a, Var)}
+        if inner not in unit and unit & rvs:
+            return False
+    return True
 
 
 def _build(outputs, is_input, shape, loops, params, prefix, id_base) -> _Builder:
