@@ -41,6 +41,9 @@ RULES = {
     "recompute": "a reduction that would otherwise be recomputed inside loops it does not depend on",
     "gemm": "a matrix product large enough for the GEMM template (compiler/templates.py)",
     "gemm-operand": "a computed value a GEMM template reads (templates read buffers)",
+    "attention": "softmax(Q K^T * scale + mask) @ V computed by the flash-attention template (\"cuda\"; "
+                 "scores and weights are never stored)",
+    "attention-operand": "a computed value the attention template reads (templates read buffers)",
 }
 
 
@@ -271,6 +274,8 @@ def count_flops(kernel) -> int:
     from .templates import GemmKernel, gemm_flops
     if isinstance(kernel, GemmKernel):  # templates have no kernel IR to walk
         return gemm_flops(kernel)
+    if not hasattr(kernel, "body"):     # other templates count their own
+        return kernel.flops
     total = 0
     stack = [(s, 1) for s in kernel.body]
     while stack:

@@ -9,11 +9,15 @@ for `EMBER_DEBUG=2` and `ember explain`:
   contiguous    an explicit materialization barrier
   shared-reduce it contains a reduction and feeds several kernels (recomputing it would redo
                 the reduction in each)
-  size-limit    the kernel around it would exceed MAX_KERNEL_OPS primitives
+  size-limit    the kernel around it would exceed MAX_KERNEL_OPS primitives (or MAX_KERNEL_DEPTH
+                in one chain)
   recompute     lowering found a reduction that would run again inside loops it does not
                 depend on (e.g. a column sum broadcast over rows)
   gemm          a matrix product large enough for the GEMM template (compiler/templates.py)
   gemm-operand  a computed value a GEMM reads (the template reads buffers)
+  attention     ("cuda") softmax(Q K^T * scale + mask) @ V whose scores and weights nothing else
+                reads: one flash-attention template (templates.find_attention)
+  attention-operand  a computed value the attention template reads
 
 Independent kernels are then merged horizontally: one kernel holds one loop nest per output shape
 (so e.g. an optimizer updates every parameter in one launch), and outputs of one shape share a
@@ -27,9 +31,11 @@ from .ir import Node, toposort
 from .kir import Kernel
 from .lower import NeedsRealize, lower
 from .ops import GATHER, MOVEMENT, REDUCE
-from .templates import match_gemm
+from .templates import find_attention, match_gemm
 
 MAX_KERNEL_OPS = 400
+MAX_KERNEL_DEPTH = 150     # nodes on one path through a kernel: lowering recurses along paths
+REINDEX = ("slice", "pad", "permute")   # views that read their source at moved indices
 MAX_GROUP_OUTPUTS = 64
 
 
@@ -41,7 +47,8 @@ class ScheduledKernel:
     reasons: list[str] = field(default_factory=list)
 
 
-def _roots(outputs: list[Node], extra: dict, templates: dict, gemms: dict | None = None) -> dict:
+def _roots(outputs: list[Node], extra: dict, templates: dict, gemms: dict | None = None,
+           device: str = "cpu") -> dict:
     """id(node) -> (node, reason) for every node that gets a buffer; fills `templates` with
     id(node) -> (template kernel, operand nodes) for nodes a template computes (`gemms` remembers
     match_gemm's answers across the scheduler's retries)."""
@@ -49,10 +56,18 @@ def _roots(outputs: list[Node], extra: dict, templates: dict, gemms: dict | None
     order = toposort(outputs)
     roots = {id(n): (n, "output") for n in outputs}
     roots.update(extra)
+    inside: set = set()   # nodes an attention template computes internally (no GEMM of their own)
+    if device == "cuda":
+        for rid, (r, kern, operands, inner) in find_attention(order, roots, gemms).items():
+            templates[rid], roots[rid] = (kern, operands), (r, "attention")
+            inside |= inner
+            for x in operands:
+                if not x.realized and id(x) not in roots:
+                    roots[id(x)] = (x, "attention-operand")
     for n in order:
         if n.op == "contiguous" and id(n) not in roots:
             roots[id(n)] = (n, "contiguous")
-        if n.op == "sum" and not n.realized:
+        if n.op == "sum" and not n.realized and id(n) not in templates and id(n) not in inside:
             if id(n) not in gemms:
                 gemms[id(n)] = match_gemm(n)
             m = gemms[id(n)]
@@ -63,17 +78,51 @@ def _roots(outputs: list[Node], extra: dict, templates: dict, gemms: dict | None
                 for x in (a, b):
                     if not x.realized and id(x) not in roots:
                         roots[id(x)] = (x, "gemm-operand")
-    # size limit: count primitives inlined into each node's kernel (shared nodes counted per use,
-    # which errs on the side of smaller kernels)
-    cost: dict = {}
-    for n in order:
-        c = 0 if n.realized else 1 + sum(cost[id(s)] for s in n.srcs if id(s) not in roots)
-        if c > MAX_KERNEL_OPS and id(n) not in roots:
-            roots[id(n)] = (n, "size-limit")
-            c = 1
-        cost[id(n)] = c
+    _size_limit(order, roots)
     _shared_reductions(order, roots)
     return roots
+
+
+def _size_limit(order: list[Node], roots: dict) -> None:
+    """Give a buffer to each node whose kernel would exceed MAX_KERNEL_OPS primitives.
+
+    Lowering computes a node once per index it is read at, so a node shared at one index (Philox's
+    rounds reuse each 64-bit product twice) costs once: each node keeps the set of nodes inlined at
+    its index (`inl`; at most about MAX_KERNEL_OPS, dropped after its last reader), and sharing
+    unions the sets. A view that moves elements (slice, pad, permute) or a gather reads its
+    computed source at another index, which recomputes it: its source's ops count again per use
+    (`extra`), erring on the side of smaller kernels (a chain of shifted sums doubles per level).
+    Broadcasts and reshapes keep the index. Counting every node per use made Philox grow
+    2^rounds and cut it into kernels that wrote 32-bit intermediates per random number."""
+    readers: dict = {}
+    for n in order:
+        for s in n.srcs:
+            readers[id(s)] = readers.get(id(s), 0) + 1
+    inl: dict = {}
+    extra: dict = {}
+    depth: dict = {}    # longest chain of inlined nodes (lowering recurses along it)
+    for n in order:
+        own, e, d = {id(n)}, 0, 0
+        parts = [own]
+        for k, s in enumerate(n.srcs):
+            if id(s) in roots or s.realized or n.realized:
+                continue
+            d = max(d, depth[id(s)])
+            if n.op in REINDEX or n.kind == GATHER and k == 0:
+                e += len(inl[id(s)]) + extra[id(s)] if s.srcs else 0
+            else:
+                parts.append(inl[id(s)])
+                e += extra[id(s)]
+        b = own.union(*parts[1:]) if len(parts) > 1 else own
+        if (len(b) + e > MAX_KERNEL_OPS or d >= MAX_KERNEL_DEPTH) and id(n) not in roots and not n.realized:
+            roots[id(n)] = (n, "size-limit")
+            b, e, d = own, 0, 0
+        for s in n.srcs:        # a set no reader needs any more is dropped
+            readers[id(s)] -= 1
+            if not readers[id(s)]:
+                inl.pop(id(s), None)
+        if readers.get(id(n)):
+            inl[id(n)], extra[id(n)], depth[id(n)] = b, e, d + 1
 
 
 def _shared_reductions(order: list[Node], roots: dict) -> None:
@@ -150,7 +199,7 @@ def schedule(outputs: list[Node], device: str = "cpu") -> list[ScheduledKernel]:
     gemms: dict = {}
     while True:
         templates: dict = {}
-        roots = _roots(outputs, extra, templates, gemms)
+        roots = _roots(outputs, extra, templates, gemms, device)
         try:
             return _group(outputs, roots, templates, merge_dependent, tolerate, lowered, device)
         except NeedsRealize as e:
@@ -189,16 +238,29 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
             r |= reach[id(order[k])]
         reach[id(n)] = r
     groups: list[list[Node]] = []
-    members = 0
+    masks: list[int] = []     # each group's members, as bits of `order`
+    group_of: dict = {}       # position in `order` -> its group
+
+    def joins(j: int, n: Node) -> bool:
+        g = groups[j]
+        return (len(g) < MAX_GROUP_OUTPUTS and id(n) not in templates and id(g[0]) not in templates
+                and _can_join(n, masks[j], direct, reach, order, merge_dependent))
     for n in order:
-        g = groups[-1] if groups else None
-        if (g is not None and len(g) < MAX_GROUP_OUTPUTS and id(n) not in templates and id(g[0]) not in templates
-                and _can_join(n, members, direct, reach, order, merge_dependent)):
-            g.append(n)
-            members |= 1 << pos[id(n)]
-        else:
-            groups.append([n])
-            members = 1 << pos[id(n)]
+        j = len(groups) - 1
+        # A root reading a same-shape root of an earlier kernel joins that kernel (one nest: the
+        # value is used while computed, e.g. a max-pool's tie count next to its max) when all it
+        # reads is computed by then; else it joins the last kernel or starts one.
+        deps = [group_of[k] for k in _bits(direct[id(n)])]
+        same = [group_of[k] for k in _bits(direct[id(n)]) if order[k].shape == n.shape]
+        if same and max(deps) == max(same) < j and joins(max(same), n):
+            j = max(same)
+        elif not groups or not joins(j, n):
+            groups.append([])
+            masks.append(0)
+            j += 1
+        groups[j].append(n)
+        masks[j] |= 1 << pos[id(n)]
+        group_of[pos[id(n)]] = j
     out = []
     for g in groups:
         if id(g[0]) in templates:

@@ -18,6 +18,7 @@ padded copy is materialized by an ordinary kernel, since the template reads buff
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,6 +155,18 @@ def _compose(modes: list) -> list:
     return out
 
 
+def _k_order(modes: list) -> list:
+    """k is summed, so its digits may run in any order (the same for both operands): the order in
+    which each operand's modes compose best (fewest in all; the given order on ties). Attention's
+    weight gradients sum over tokens in (seq, batch) order, which leaves both operands with two k
+    modes; in (batch, seq) order the contiguous one folds into a plain stride."""
+    def cost(ms):
+        return sum(len(_compose([(cnt, (s[op],)) for cnt, s in ms])) for op in (0, 1))
+    if not 1 < len(modes) <= 5:
+        return modes
+    return min((list(p) for p in itertools.permutations(modes)), key=cost)
+
+
 def _strides(modes: list, op: int) -> int | tuple:
     """One operand's view of a role: a plain stride when affine, else ((size, stride), ...)."""
     own = _compose([(cnt, (s[op],)) for cnt, s in modes])
@@ -224,7 +237,7 @@ def match_gemm(r: Node) -> tuple[GemmKernel, Node, Node] | None:
     batch, M, N, K = sizes
     if 2 * batch * M * N * K < GEMM_MIN_FLOPS:
         return None
-    mt, mm, mn, mk = modes(t), modes(m), modes(n), modes(kax)
+    mt, mm, mn, mk = modes(t), modes(m), modes(n), _k_order(modes(kax))
     a_st = (_strides(mt, 0), _strides(mm, 0), _strides(mk, 0))
     b_st = (_strides(mt, 1), _strides(mk, 1), _strides(mn, 1))
     kern = GemmKernel(f"gemm_{batch}x{M}x{N}x{K}", r.dtype, batch, M, N, K, a_st, b_st, base[0], base[1],
@@ -239,4 +252,315 @@ def gemm_flops(k: GemmKernel) -> int:
     return 2 * k.batch * k.M * k.N * k.K
 
 
-__all__ = ["GemmKernel", "match_gemm", "gemm_flops"]
+__all__ = ["GemmKernel", "match_gemm", "gemm_flops", "AttentionKernel", "match_attention", "find_attention"]
+
+
+# ---- attention ---------------------------------------------------------------------------------
+# softmax(Q K^T * scale (+ mask) (keep)) @ V, as framework/nn/attention.py `_attend` builds it (both
+# softmax forms), becomes one flash-attention kernel on "cuda" (kernels/triton_attention.py): the
+# L x S scores and weights are never stored. The operands' layouts are found like a GEMM's, by
+# lowering each view at symbolic indices; the softmax in between is checked node by node.
+
+ATTENTION_DTYPES = (D.float32, D.float16, D.bfloat16)
+ATTENTION_MAX_HEAD_DIM = 128  # the kernel keeps a query block's whole head in registers
+CAUSAL_PROBE_MAX = 1 << 24   # a computed keep-mask up to this size is evaluated to recognise causality
+
+
+@dataclass
+class AttentionKernel:
+    """A flash-attention template instance ("cuda" only); quacks like kir.Kernel for the runtime
+    and the debug surface. O (batch, L, Ev) is contiguous; batch flattens every leading dim.
+
+    Strides per operand, like GemmKernel's: q (t, l, e), k (t, s, e), v (t, s, ev), mask / keep
+    (t, l, s); t is an int stride or modes ((size, stride), ...) innermost first, the others ints.
+    `mask` is a float mask added to the scores, `keep` a bool mask (False = left out), `causal`
+    keeps key s <= query l (top-left aligned). `safe`: a row with no visible key gives zeros, else
+    NaN (a plain softmax)."""
+    name: str
+    dtype: D.DType
+    batch: int
+    L: int
+    S: int
+    E: int
+    Ev: int
+    scale: float
+    causal: bool
+    safe: bool
+    q_strides: tuple
+    k_strides: tuple
+    v_strides: tuple
+    q_offset: int
+    k_offset: int
+    v_offset: int
+    mask_strides: tuple | None = None
+    mask_offset: int = 0
+    keep_strides: tuple | None = None
+    keep_offset: int = 0
+    params: list = field(default_factory=list)   # [O out, Q, K, V, (mask), (keep)]
+    ops: list = field(default_factory=lambda: ["attention"])
+    shape: tuple = ()
+    bindings: dict = field(default_factory=dict)
+
+    @property
+    def work(self) -> int:
+        return self.batch * self.L * self.S * (self.E + self.Ev)
+
+    @property
+    def flops(self) -> int:
+        """The two products over the whole L x S (causal programs skip about half of it)."""
+        return 2 * self.work
+
+    def __str__(self) -> str:
+        extra = "".join(f", {w} strides (t,l,s)={st}" for w, st in (("mask", self.mask_strides),
+                                                                   ("keep", self.keep_strides)) if st)
+        return (f"template attention {self.name}: O[{self.batch}x{self.L}x{self.Ev}] = softmax(Q K^T * "
+                f"{self.scale:g}) V, S={self.S}, E={self.E}{', causal' if self.causal else ''}"
+                f"{'' if self.safe else ', unsafe softmax'}, Q strides (t,l,e)={self.q_strides}, "
+                f"K (t,s,e)={self.k_strides}, V (t,s,ev)={self.v_strides}{extra}")
+
+
+def _scalar(n: Node) -> float | None:
+    """The value of a broadcast constant, else None."""
+    while n.kind == MOVEMENT:
+        n = n.srcs[0]
+    return n.arg if n.op == "const" else None
+
+
+def _last(n: Node, op: str, shape: tuple) -> Node | None:
+    """The source of `n` if it is reduction `op` over the last axis of a value of `shape`."""
+    if n.op == op and n.arg == (len(shape) - 1,) and n.srcs[0].shape == shape:
+        return n.srcs[0]
+    return None
+
+
+def _unguard(n: Node, test: float, repl: float, inner: list) -> tuple[Node, bool]:
+    """where(x == test, repl, x) -> (x, True) (the safe softmax's guards); else (n, False)."""
+    if n.op == "where" and _scalar(n.srcs[1]) == repl:
+        c, x = n.srcs[0], n.srcs[2]
+        if c.op == "cmpeq" and x in c.srcs and _scalar(c.srcs[1 - c.srcs.index(x)]) == test:
+            inner += [n, c]
+            return x, True
+    return n, False
+
+
+def _broadcast_row(n: Node, shape: tuple, inner: list) -> Node:
+    """Strip an expand of a (..., 1) value to `shape` (a broadcast along the last axis)."""
+    if n.op == "expand" and n.shape == shape and n.srcs[0].shape == shape[:-1] + (1,):
+        inner.append(n)
+        return n.srcs[0]
+    return n
+
+
+def _layout(view: Node, vars_: list, roles: list) -> tuple[Node, list, int] | None:
+    """Lower an operand view at `vars_`: (the node it reads, one entry per role — an int stride, or
+    modes for a role of several axes that do not fold — and the offset). `roles` lists each role's
+    axes, outermost first; None if the index is not a sum of per-axis offsets."""
+    f = _operand(view, vars_)
+    if f is None:
+        return None
+    node, e = f
+    parts = _split(e, vars_)
+    if parts is None:
+        return None
+    base, out = e.const, []
+    for axes in roles:
+        modes = []
+        for d in reversed(axes):
+            if vars_[d] is None:
+                continue
+            am = _axis_modes([parts], vars_[d], vars_[d].hi + 1)
+            if am is None:
+                return None
+            modes += am[0]
+            base += am[1][0]
+        out.append(_strides(_compose(modes), 0))
+    return node, out, base
+
+
+def _is_causal(view: Node, vars_: list, ls: tuple) -> bool:
+    """Whether a computed keep-mask reads True exactly where key s <= query l, whatever the batch
+    (tril(ones) as `_causal_keep` builds it): evaluated with the numpy interpreter when it is made
+    of index arithmetic alone (no buffer) and small enough."""
+    from .interpret import interpret
+    from .ir import toposort
+    f = _factor(view, vars_, False)
+    if f is None:
+        return False
+    node, e = f
+    L, S = (vars_[d].hi + 1 if vars_[d] is not None else 1 for d in ls)
+    if max(node.numel, L * S) > CAUSAL_PROBE_MAX or any(x.realized for x in toposort([node])):
+        return False
+    names = {vars_[d].name for d in ls if vars_[d] is not None}
+    if any(v.name not in names for v in e.vars()):
+        return False
+    li, si = (x.reshape(-1) for x in np.meshgrid(np.arange(L), np.arange(S), indexing="ij"))
+    env = {vars_[d].name: i for d, i in zip(ls, (li, si)) if vars_[d] is not None}
+    table = interpret([node])[0].reshape(-1)[e.evaluate(env) + np.zeros(L * S, np.int64)]
+    return bool((table == (si <= li)).all())
+
+
+def match_attention(r: Node) -> tuple[AttentionKernel, list, set] | None:
+    """If `r` is the `weights @ V` product of an attention, weights = softmax over the last axis of
+    Q K^T * scale (+ mask) (where(keep, ., -inf)) — plain `.softmax(-1)` or `_softmax_last(safe=True)` —
+    the template, its operand nodes [Q, K, V, (mask), (keep)] and the ids of the nodes it computes
+    internally (the caller checks that nothing else reads them)."""
+    if r.op != "sum" or r.dtype not in ATTENTION_DTYPES or r.srcs[0].op != "mul" or r.numel == 0:
+        return None
+    pv, dt = r.srcs[0], r.dtype
+    nd = len(pv.shape)
+    if nd < 3 or r.arg != (nd - 1,):
+        return None
+    vpv = [Var(f"a{d}", 0, n - 1) if n > 1 else None for d, n in enumerate(pv.shape)]
+    inner = [pv]
+    for pi in (0, 1):   # which factor is the weights P (a view of a div)
+        f = _factor(pv.srcs[pi], vpv, False)
+        if f is not None and f[0].op == "div" and f[0].shape == pv.shape[:-2] + pv.shape[-1:]:
+            break
+    else:
+        return None
+    P, pidx = f
+    sshape = P.shape                      # (B..., L, S)
+    nb = nd - 3
+    strides = [int(np.prod(sshape[d + 1:])) for d in range(nb + 2)]
+    axes_of_p = list(range(nb + 1)) + [nd - 1]
+    if pidx != Expr({vpv[d]: st for d, st in zip(axes_of_p, strides) if vpv[d] is not None}, 0):
+        return None
+    x = pv.srcs[pi]
+    while x is not P:
+        inner.append(x)
+        x = x.srcs[0]
+    # P = E / rowsum(E) (sum guarded against 0 when safe); E = exp(Sf - rowmax(Sf)) (max guarded
+    # against -inf when safe)
+    inner.append(P)
+    E, zr = P.srcs[0], _broadcast_row(P.srcs[1], sshape, inner)
+    z, safe_z = _unguard(zr, 0.0, 1.0, inner)
+    if _last(z, "sum", sshape) is not E:
+        return None
+    inner += [z, E]
+    x = E
+    if (x.op == "cast" and x.srcs[0].op == "exp" and x.srcs[0].srcs[0].op == "cast"
+            and x.srcs[0].srcs[0].dtype is D.float32):   # Tensor.exp of a half type
+        inner += [x.srcs[0], x.srcs[0].srcs[0]]
+        x = x.srcs[0].srcs[0].srcs[0]
+    elif x.op == "exp":
+        x = x.srcs[0]
+    else:
+        return None
+    if x.op != "add":
+        return None
+    inner.append(x)
+    for si in (0, 1):   # Sf + broadcast(-rowmax), the broadcast before or after the neg
+        sf, tmp = x.srcs[si], []
+        row = _broadcast_row(x.srcs[1 - si], sshape, tmp)
+        if row.op == "neg":
+            mr = _broadcast_row(row.srcs[0], sshape, tmp)
+            if mr.shape == sshape[:-1] + (1,):
+                inner += tmp + [row]
+                break
+    else:
+        return None
+    m, safe_m = _unguard(mr, float("-inf"), 0.0, inner)
+    if _last(m, "rmax", sshape) is not sf:
+        return None
+    inner.append(m)
+    # Sf = where(keep, S1, -inf); S1 = S0 + mask; S0 = reshape(Q K^T) * scale
+    keep_view = mask_view = None
+    s = sf
+    if s.op == "where" and s.srcs[0].dtype is D.bool_ and _scalar(s.srcs[2]) == float("-inf"):
+        keep_view, s = s.srcs[0], s.srcs[1]
+        inner.append(sf)
+    scores = _scores(s, sshape, dt)
+    if scores is None and s.op == "add":
+        for si in (0, 1):
+            scores = _scores(s.srcs[si], sshape, dt)
+            if scores is not None:
+                mask_view = s.srcs[1 - si]
+                inner.append(s)
+                break
+    if scores is None:
+        return None
+    qkm, scale, views = scores
+    inner += views
+    vqk = [Var(f"b{d}", 0, n - 1) if n > 1 else None for d, n in enumerate(qkm.shape)]
+    batch_ax, l_ax, s_ax, e_ax = list(range(nb)), nb, nb + 1, nb + 2
+    ls = [batch_ax, [l_ax], [s_ax]]
+    lq = _layout(qkm.srcs[0], vqk, ls + [[e_ax]])      # (t, l, s, e): Q must not depend on s
+    lk = _layout(qkm.srcs[1], vqk, ls + [[e_ax]])      # K not on l
+    if lq is not None and lk is not None and (lq[1][2] != 0 or lk[1][1] != 0):   # written K Q^T
+        lq, lk = lk, lq
+    lv = _layout(pv.srcs[1 - pi], vpv, [batch_ax, [nb], [nd - 1], [nb + 1]])   # (t, l, s, ev)
+    if (lq is None or lk is None or lv is None or lq[1][2] != 0 or lk[1][1] != 0 or lv[1][1] != 0
+            or any(n.dtype is not dt for n in (lq[0], lk[0], lv[0]))):
+        return None
+    operands = [lq[0], lk[0], lv[0]]
+    (qt, ql, _, qe), (kt, _, ks, ke), (vt, _, vs, ve) = lq[1], lk[1], lv[1]
+    batch = int(np.prod(sshape[:-2]))
+    L, S, E, Ev = sshape[-2], sshape[-1], qkm.shape[-1], pv.shape[-2]
+    if (min(S, E) == 0 or max(E, Ev) > ATTENTION_MAX_HEAD_DIM
+            or not all(isinstance(st, int) for st in (ql, qe, ks, ke, vs, ve))):
+        return None
+    kern = AttentionKernel(f"attention_{batch}x{L}x{S}x{E}x{Ev}", dt, batch, L, S, E, Ev, scale, False,
+                           safe_m and safe_z, (qt, ql, qe), (kt, ks, ke), (vt, vs, ve), lq[2], lk[2], lv[2],
+                           shape=r.shape)
+    params = [Param(dt, r.numel, "out")] + [Param(o.dtype, o.numel, "in") for o in operands]
+    for view, kind in ((mask_view, "mask"), (keep_view, "keep")):
+        if view is None:
+            continue
+        if kind == "keep" and _is_causal(view, vqk[:-1], (l_ax, s_ax)):
+            kern.causal = True
+            continue
+        lm = _layout(view, vqk[:-1], ls)
+        if lm is None or (kind == "mask" and lm[0].dtype is not dt) or not all(isinstance(st, int) for st in lm[1][1:]):
+            return None
+        setattr(kern, f"{kind}_strides", tuple(lm[1]))
+        setattr(kern, f"{kind}_offset", lm[2])
+        operands.append(lm[0])
+        params.append(Param(lm[0].dtype, lm[0].numel, "in"))
+    kern.params = params
+    return kern, operands, {id(n) for n in inner}
+
+
+def _scores(s: Node, sshape: tuple, dt: D.DType) -> tuple[Node, float, list] | None:
+    """S0 = reshape(sum(mul(Q', K'), last axis)) (* scale): (the mul, the scale (rounded to the
+    dtype, as the graph's constant is), the nodes on the way)."""
+    views, scale = [], 1.0
+    if s.op == "mul":
+        for si in (0, 1):
+            c = _scalar(s.srcs[si])
+            if c is not None:
+                scale = float(np.array(c, dtype=dt.np).astype(np.float64))
+                views.append(s)
+                s = s.srcs[1 - si]
+                break
+        else:
+            return None
+    if s.op != "reshape" or s.shape != sshape or s.srcs[0].shape != sshape + (1,):
+        return None
+    qk = s.srcs[0]
+    if qk.op != "sum" or qk.arg != (len(sshape),) or qk.srcs[0].op != "mul":
+        return None
+    return qk.srcs[0], scale, views + [s, qk, qk.srcs[0]]
+
+
+def find_attention(order: list, roots: dict, memo: dict) -> dict:
+    """{id(r): (r, kernel, operands, interior ids)} for each attention in `order` (a topological
+    order of the graph being scheduled) whose intermediate values — scores, weights — nothing else
+    reads and no one asked for: the template computes them in registers and never stores them.
+    (So a forward realized together with its backward, which reads the weights, or with dropout
+    on the weights, keeps the unfused kernels; `memo` keeps the answers across schedule retries.)"""
+    found = {}
+    for n in order:
+        if n.op == "sum" and not n.realized and n.dtype in ATTENTION_DTYPES and n.srcs[0].op == "mul":
+            key = ("attention", id(n))
+            if key not in memo:
+                memo[key] = match_attention(n)
+            if memo[key] is not None:
+                found[id(n)] = (n,) + memo[key]
+    if not found:
+        return {}
+    users: dict = {}
+    for n in order:
+        for s in n.srcs:
+            users.setdefault(id(s), set()).add(id(n))
+    return {rid: m for rid, m in found.items()
+            if all(i not in roots and users.get(i, set()) <= m[3] | {rid} for i in m[3])}

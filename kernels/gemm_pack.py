@@ -299,13 +299,21 @@ def _pack_b(s: _Spec) -> str:
         first = f.mul(full, nr)
         dst = f.gep(ty, "%dst", f.mul(first, "%kc"))
         src = f.gep(ty, "%src", f.mul(first, sbn)) if _affine(sbn) else "%src"
-        nbytes = f.mul("%kc", nr * s.isz)
-        f.do(f"call void @llvm.memset.p0.i64(ptr align {V * s.isz} {dst}, i8 0, i64 {nbytes}, i1 false)")
-        with f.loop("0", "%kc") as k:
-            kk = _lookup(f, "%kt", k, sbk)
-            with f.loop("0", rem) as j:
-                col = f.mul(j, sbn) if _affine(sbn) else _lookup(f, "%nt", f.add(first, j), sbn)
-                x = f.load(ty, f.gep(ty, src, f.add(kk, col)), s.isz)
-                f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
+        if _runs(sbk, V):
+            # the ragged sliver by register transposes too (a weight gradient with few columns,
+            # e.g. a 3x3 kernel's 9, is nothing but this sliver): the lanes past the edge repeat
+            # the last column, as the micro-kernel never stores them
+            last = f.sub(rem, 1)
+            transposed(src, dst, [f.mul(f.min(j, last), sbn) if _affine(sbn)
+                                  else _lookup(f, "%nt", f.add(first, f.min(j, last)), sbn) for j in range(nr)])
+        else:
+            nbytes = f.mul("%kc", nr * s.isz)
+            f.do(f"call void @llvm.memset.p0.i64(ptr align {V * s.isz} {dst}, i8 0, i64 {nbytes}, i1 false)")
+            with f.loop("0", "%kc") as k:
+                kk = _lookup(f, "%kt", k, sbk)
+                with f.loop("0", rem) as j:
+                    col = f.mul(j, sbn) if _affine(sbn) else _lookup(f, "%nt", f.add(first, j), sbn)
+                    x = f.load(ty, f.gep(ty, src, f.add(kk, col)), s.isz)
+                    f.store(ty, x, f.gep(ty, dst, f.add(f.mul(k, nr), j)), s.isz)
     f.do("ret void")
     return f.render()

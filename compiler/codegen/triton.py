@@ -388,7 +388,8 @@ class Renderer:
             expr = self.const(v.arg, v.dtype)
         elif op == "index":
             e = self.expr(v.arg)
-            expr = f"({e}).to(tl.int64)" if v.arg.terms else self.const(v.arg.const, D.int64)
+            # tl.cast, not .to: a scalar loop's variable is a Python int under the interpreter
+            expr = f"tl.cast({e}, tl.int64)" if v.arg.terms else self.const(v.arg.const, D.int64)
         elif op == "cond":
             expr = self.guard(v.arg)
         elif op == "load":
@@ -564,7 +565,8 @@ def _exprs(v: KVal):
 
 
 # template kernel class name -> "module:function" rendering it as Triton (kernels/triton_*.py)
-TEMPLATES = {"GemmKernel": "ember.kernels.triton_gemm:render"}
+TEMPLATES = {"GemmKernel": "ember.kernels.triton_gemm:render",
+             "AttentionKernel": "ember.kernels.triton_attention:render"}
 
 
 def render(kernel, name: str) -> TritonKernel:

@@ -17,7 +17,9 @@ def _check_p(p: float) -> None:
 
 
 def _masked(input: Tensor, p: float, mask_shape: tuple, inplace: bool) -> Tensor:
-    keep = rand(mask_shape, device=input.device) < (1.0 - p)
+    # a buffer of one byte per element: the generator costs ~10 cycles per number, and the forward
+    # and backward kernels would each run it again
+    keep = (rand(mask_shape, device=input.device) < (1.0 - p))._apply("contiguous")
     if tuple(mask_shape) != tuple(input.shape):
         keep = keep.expand(tuple(input.shape))
     out = (input * (1.0 / (1.0 - p))).where(keep, 0.0) if p < 1.0 else input * 0.0

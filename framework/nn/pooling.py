@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ember.compiler import dtypes as D
+
 from ..autograd import Function, grad as _grad
 from ..autograd_mode import enable_grad, is_grad_enabled
 from ..creation import arange, ones, tensor as _tensor
@@ -85,28 +87,31 @@ class _DisjointMax(Function):
     """Max pooling over windows that do not overlap, its gradient computed window by window.
 
     amax's own gradient, g * (x == max) / (number of maxima in the window), would be computed per
-    input element, each recounting its window's maxima. Here each window's share of g is computed
-    once (a kernel at the pooled size) and handed to the elements through the window view, whose
-    gradient for disjoint windows is a reshape: the input gradient is then one elementwise kernel.
-    Ties split the gradient, as amax's rule does."""
+    input element, each recounting its window's maxima. Here the forward counts each window's
+    maxima next to its maximum (the same loop nest, while the window is in cache; one byte per
+    window), so the backward reads the input once: each window's share of g is a small kernel at
+    the pooled size, handed to the elements through the window view, whose gradient for disjoint
+    windows is a reshape: one elementwise kernel. Ties split the gradient, as amax's rule does."""
 
     @staticmethod
     def forward(ctx, x, geo, kaxes):
-        out = geo.windows(geo.pad(x, _lowest(x))).amax(kaxes, keepdim=True)
-        ctx.save_for_backward(x, out)
+        win = geo.windows(geo.pad(x, _lowest(x)))
+        out = win.amax(kaxes, keepdim=True)
+        # summed in its own small type: the same reduction as amax's, so the same nest computes both
+        ties = (win == out).sum(kaxes, keepdim=True, dtype=D.uint8 if math.prod(geo.kernel) < 256 else D.int32)
+        ctx.save_for_backward(x, out, ties)
         ctx.geo, ctx.kaxes = geo, kaxes
         return out.reshape(tuple(out.shape[:len(out.shape) - len(kaxes)]))
 
     @staticmethod
     def backward(ctx, g):
-        x, out = ctx.saved_tensors
+        x, out, ties = ctx.saved_tensors
         with enable_grad():
             leaf = x.detach().requires_grad_()
             win = ctx.geo.windows(ctx.geo.pad(leaf, _lowest(x)))
-        hit = win.detach() == out
-        share = g.reshape(tuple(out.shape)) / hit.sum(ctx.kaxes, keepdim=True).to(g.dtype)
-        share = share._apply("contiguous")   # a buffer: computed once per window, not per element
-        gwin = _where(hit, share, 0.0)
+        share = g.reshape(tuple(out.shape)) / ties.to(g.dtype)
+        share = share._apply("contiguous")   # per window, not per element (whose loads would gather)
+        gwin = _where(win.detach() == out, share, 0.0)
         return _grad(win, leaf, gwin, create_graph=is_grad_enabled())[0], None, None
 
 
