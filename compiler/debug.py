@@ -37,7 +37,8 @@ RULES = {
     "contiguous": "explicit .contiguous(): a materialization barrier",
     "shared-reduce": "contains a reduction and feeds several buffered values; recomputing it "
                      "would redo the reduction for each",
-    "size-limit": "the kernel around it would exceed the primitive limit (schedule.MAX_KERNEL_OPS) or the depth of one chain (MAX_KERNEL_DEPTH)",
+    "size-limit": "the kernel around it would exceed the primitive limit (schedule.MAX_KERNEL_OPS) "
+                  "or the depth of one chain (MAX_KERNEL_DEPTH)",
     "recompute": "a reduction that would otherwise be recomputed inside loops it does not depend on",
     "gemm": "a matrix product large enough for the GEMM template (compiler/templates.py)",
     "gemm-operand": "a computed value a GEMM template reads (templates read buffers)",
