@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import time
 from dataclasses import dataclass
 
 
 from . import debug
 from .buffer import Buffer
-from .codegen import llvm as llvm_codegen
 from .ir import Node, _hashable, toposort
-from .kir import Kernel, inplace_pairs
-from .rewrite import rewrite
 from .runtime import cpu
-from .schedule import schedule
+# rewrite, schedule, kir, templates and codegen are imported where a plan is built: a process that
+# finds its plans in the disk cache (a warm start) never needs them and skips their import (~0.1 s)
 
 
 @dataclass
@@ -88,20 +87,47 @@ def structure_key(outputs: list[Node]) -> tuple[str, list[Node]]:
 
 def compile_kernel(kernel, reasons, device: str = "cpu") -> CompiledKernel:
     """Generate and compile one kernel; identical kernels are compiled once per process."""
+    return compile_kernels([(kernel, reasons)], device)[0]
+
+
+def compile_kernels(items: list, device: str = "cpu") -> list[CompiledKernel]:
+    """compile_kernel for each (kernel, reasons) of a plan: all sources are generated first, so the
+    CPU backend compiles those missing from its caches in parallel (runtime/cpu_compile.py)."""
     if device != "cpu":
-        return backend(device).compile(kernel, reasons)
-    probe = kernel.render("KERNEL") if hasattr(kernel, "render") else llvm_codegen.render(kernel, "KERNEL")
-    ck = _kernels.get(probe)
-    if ck is None:
-        symbol = "ember_" + hashlib.sha256(probe.encode()).hexdigest()[:16]
-        src = probe.replace("@KERNEL(", f"@{symbol}(", 1)
+        return [backend(device).compile(kernel, reasons) for kernel, reasons in items]
+    probes = [_render(kernel) for kernel, _ in items]
+    todo = {}   # probe -> (symbol, source) of kernels new to this process
+    for probe in probes:
+        if probe not in _kernels and probe not in todo:
+            symbol = "ember_" + hashlib.sha256(probe.encode()).hexdigest()[:16]
+            todo[probe] = symbol, probe.replace("@KERNEL(", f"@{symbol}(", 1)
+    if todo:
         c = cpu.compiler()
-        obj, hit = c.object_code(src)
-        fn = _loaded.get(symbol) or c.load(obj, symbol, len(kernel.params))
-        _loaded[symbol] = fn
-        ck = _kernels[probe] = CompiledKernel(kernel.name, symbol, kernel, src, fn, hit, reasons,
-                                              object_key=c.object_key(src))
-    return ck
+        built = dict(zip(todo, c.object_codes([src for _, src in todo.values()])))
+        for (kernel, reasons), probe in zip(items, probes):
+            if probe in built and probe not in _kernels:
+                (symbol, src), (obj, hit) = todo[probe], built[probe]
+                fn = _loaded.get(symbol) or c.load(obj, symbol, len(kernel.params))
+                _loaded[symbol] = fn
+                _kernels[probe] = CompiledKernel(kernel.name, symbol, kernel, src, fn, hit, reasons,
+                                                 object_key=c.object_key(src))
+    return [_kernels[probe] for probe in probes]
+
+
+def _render(kernel) -> str:
+    """A kernel's LLVM IR, its function named @KERNEL."""
+    from .runtime import cpu_compile
+    from .templates import GemmKernel
+    if not hasattr(kernel, "render"):
+        from .codegen import llvm as llvm_codegen
+        return llvm_codegen.render(kernel, "KERNEL")
+    src = kernel.render("KERNEL")
+    if isinstance(kernel, GemmKernel):
+        # the GEMM template's IR is vectorized, unrolled and register-blocked already: LLVM's IR
+        # passes take ~3/4 of its compile time and gain nothing, except in the table-driven packing
+        # of convolution operands, which -O2 serves as well as -O3 (docs/architecture.md)
+        src = cpu_compile.passes_marker(0 if kernel.affine else 2) + src
+    return src
 
 
 _loaded: dict = {}   # symbol -> callable: a kernel is loaded into the JIT once per process
@@ -231,6 +257,9 @@ def device_buffers(leaves: list[Node], device: str) -> list:
 
 
 def build_plan(outputs: list[Node], leaves: list[Node], device: str = "cpu") -> Plan:
+    from .kir import Kernel, inplace_pairs
+    from .rewrite import rewrite
+    from .schedule import schedule
     # an output that only reshapes another value shares that value's buffer (contiguous storage
     # is the same in any shape of the same size): no copy kernel
     rewritten = [_strip_reshapes(r) for r in rewrite(outputs)]
@@ -239,11 +268,11 @@ def build_plan(outputs: list[Node], leaves: list[Node], device: str = "cpu") -> 
     tmp_of: dict = {}
     tmps: list = []
     steps = []
-    for sk in sched:
+    compiled = compile_kernels([(sk.kernel, sk.reasons) for sk in sched], device)
+    for sk, ck in zip(sched, compiled):
         for o in sk.outputs:
             tmp_of[id(o)] = len(tmps)
             tmps.append((o.dtype, o.numel))
-        ck = compile_kernel(sk.kernel, sk.reasons, device)
         params = []
         for n in sk.inputs:
             if id(n) in tmp_of:
@@ -328,16 +357,18 @@ def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None, inplace: 
                 bufs[slot] = None
     else:
         ptrs = arena.ptrs.copy()             # intermediates: fixed addresses in the arena
-        for k, b in enumerate(leaf_bufs):
-            ptrs[k] = b.ptr()
+        ptrs[:len(leaf_bufs)] = [b.ptr() for b in leaf_bufs]
         inplace = inplace or {}
-        for fn, args, outs, work, empty in arena.program:
+        for fn, get_args, outs, work in arena.program:
             for slot, dtype, numel in outs:   # only the results are allocated
                 k = inplace.get(slot)
                 b = bufs[slot] = alloc(dtype, numel) if k is None else leaf_bufs[k]
                 ptrs[slot] = b.ptr()
-            if not empty:
-                launch(fn, [ptrs[i] for i in args], work)
+            if work < cpu.PARALLEL_MIN_WORK:   # one call on this thread (what launch would do)
+                if fn is not None:
+                    fn(*get_args(ptrs), 0, 1)
+            else:
+                launch(fn, get_args(ptrs), work)
     return [bufs[i] for i in plan.program_outputs]
 
 
@@ -361,6 +392,8 @@ class Arena:
 
     def __init__(self, plan: Plan, n_leaves: int):
         import numpy as np
+        if plan.device != "cpu":   # execute() calls small kernels directly, as cpu.launch would
+            raise ValueError(f"an Arena is a CPU memory plan, not one for {plan.device!r}")
         if plan.program is None:
             _program(plan, n_leaves)
         results = {i for src, i in plan.outputs if src == "tmp"}
@@ -391,7 +424,10 @@ class Arena:
         self.ptrs = [0] * (n_leaves + len(plan.tmps))
         for t, off in offsets.items():
             self.ptrs[n_leaves + t] = base + off
-        self.program = [(fn, args, [o for o in outs if o[0] - n_leaves in results], work, empty)
+        # the launch list of a replay: (kernel or None if it has nothing to compute, its pointers
+        # picked from the slot array by one C call, the results it allocates, work)
+        self.program = [(None if empty else fn, _picker(args), [o for o in outs if o[0] - n_leaves in results],
+                         0 if empty else work)
                         for fn, args, outs, frees, work, empty in plan.program]
         # results that may overwrite a leaf (a parameter's new value written over the old one): the
         # kernel allows it (Step.inplace), no later kernel reads the leaf, neither value is an
@@ -413,6 +449,14 @@ class Arena:
                     self.inplace_slots.setdefault(n_leaves + t, set()).add(leaf)
 
 
+def _picker(idx: list):
+    """slots -> tuple(slots[i] for i in idx), in C."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda slots: (slots[i],)
+    return operator.itemgetter(*idx)
+
+
 def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
     """execute(), timing every launch for ember.debug / EMBER_DEBUG."""
     bufs: list = [None] * len(plan.tmps)
@@ -431,4 +475,4 @@ def _execute_recorded(plan: Plan, leaf_bufs: list, be) -> list:
     return [bufs[i] if src == "tmp" else leaf_bufs[i] for src, i in plan.outputs]
 
 
-__all__ = ["run", "prepare", "execute", "Arena", "build_plan", "get_plan", "structure_key", "compile_kernel", "backend", "device_buffers"]
+__all__ = ["run", "prepare", "execute", "Arena", "build_plan", "get_plan", "structure_key", "compile_kernel", "compile_kernels", "backend", "device_buffers"]

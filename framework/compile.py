@@ -391,6 +391,10 @@ class _Segment:
             sig.append(sig_src)
         self.leaf_meta = [(leaf.dtype, leaf.shape) for leaf in leaves]
         self.out_meta = [(n.dtype, n.shape) for n in lazy]
+        # what guards check, prepared once: (is owner (else grad), tensor, dtype, shape) of the
+        # tensors whose buffers are read
+        self.captured = [(kind == "owner", src, dtype, tuple(shape)) for (kind, src), (dtype, shape)
+                         in zip(self.sources, self.leaf_meta) if kind in ("owner", "grad")]
         self.signature = (id(plan), tuple(sig))   # plans are cached per graph structure
         # run this part of the traced call: its lazy nodes become the computed buffers
         bufs = execute(plan, leaf_bufs) if lazy else []
@@ -404,18 +408,26 @@ class _Segment:
         buffers computed earlier in the call (`env`)."""
         from ember.compiler.realize import execute
         leaf_bufs, pending = [], []
-        for (kind, src), (dtype, shape) in zip(self.sources, self.leaf_meta):
-            if kind == "env":
+        for kind, src in self.sources:
+            if kind == "owner":              # a tensor's buffer: the common case first
+                t = src
+            elif kind == "arg":
+                t = args[src]
+            elif kind == "grad":
+                t = src.grad
+            elif kind == "env":
                 leaf_bufs.append(env[src])
+                continue
             elif kind == "host":
+                dtype, shape = self.leaf_meta[len(leaf_bufs)]
                 leaf_bufs.append(tracing.host_buffer(hosts[src], dtype, shape).to(self.device))
-            elif kind == "const":
+                continue
+            else:                            # const
                 leaf_bufs.append(src)
-            else:
-                t = args[src] if kind == "arg" else src if kind == "owner" else src.grad
-                if not t.node.realized:
-                    pending.append(t)
-                leaf_bufs.append(t)
+                continue
+            if t.node.op != "buffer":
+                pending.append(t)
+            leaf_bufs.append(t)
         if pending:
             realize(*pending)
         leaf_bufs = [b.node.arg if isinstance(b, Tensor) else b for b in leaf_bufs]
@@ -481,11 +493,10 @@ class _Program:
             if (t.grad is None) != was_none:
                 return f".grad of a tensor{list(t.shape)} is {'None' if t.grad is None else 'set'} now"
         for seg in self.segments:
-            for (kind, src), (dtype, shape) in zip(seg.sources, seg.leaf_meta):
-                if kind in ("owner", "grad"):
-                    t = src if kind == "owner" else src.grad
-                    if t.dtype is not dtype or tuple(t.shape) != tuple(shape):
-                        return f"a captured tensor changed to {t.dtype.name}{list(t.shape)}"
+            for owner, t, dtype, shape in seg.captured:
+                n = (t if owner else t.grad).node
+                if n.dtype is not dtype or tuple(n.shape) != shape:
+                    return f"a captured tensor changed to {n.dtype.name}{list(n.shape)}"
         return None
 
     def replay(self, args, kwargs):

@@ -1,8 +1,10 @@
 """CPU runtime: LLVM IR -> optimised machine code (llvmlite MCJIT) -> ctypes launches.
 
-Compiled object code is cached in memory and on disk (compiler/cache.py). A kernel runs as one
-call per core when it does enough work to pay for the hand-off (each call takes its share of every
-loop nest); ctypes releases the GIL during the call, so the calls run in parallel on worker threads.
+Compiled object code is cached in memory and on disk (compiler/cache.py); the optimisation
+pipeline, and the helper processes that compile a plan's kernels in parallel, are in
+cpu_compile.py. A kernel runs as one call per core when it does enough work to pay for the
+hand-off (each call takes its share of every loop nest); ctypes releases the GIL during the call,
+so the calls run in parallel on worker threads.
 
 Fork safety: a forked child (a DataLoader worker) has only the thread that forked, so the workers it
 inherits have no threads behind them and work handed to them would wait forever; the child drops
@@ -22,6 +24,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from .. import cache
+from . import cpu_compile
 
 PARALLEL_MIN_WORK = 1 << 16   # iterations; below this one core is faster than the ~15 us hand-off
 
@@ -45,42 +48,39 @@ class CPUCompiler:
     def __init__(self):
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
         self.cpu = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
         self.triple = llvm.get_process_triple()
-        self.tm = target.create_target_machine(cpu=self.cpu, features=self.features, opt=3,
-                                               reloc="default", codemodel="jitdefault")
+        self.tm = cpu_compile.target_machine(self.cpu, self.features)
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
         self.lock = threading.Lock()
         self.fingerprint = f"{self.triple}|{self.cpu}|{self.features}|llvmlite {llvmlite.__version__}"
 
-    def optimize(self, mod) -> None:
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pto.loop_vectorization = True
-        # SLP is off: llvmlite's LLVM (built with assertions) aborts in the SLP vectorizer on
-        # some index patterns (RAUW assertion in Value.cpp); our inner loops vectorize anyway.
-        pto.slp_vectorization = False
-        pto.loop_unrolling = True
-        pb = llvm.create_pass_builder(self.tm, pto)
-        pm = pb.getModulePassManager()
-        pm.run(mod, pb)
+    def optimize(self, mod, level: int = 3) -> None:
+        cpu_compile.optimize(self.tm, mod, level)
 
     def object_key(self, ir: str) -> str:
         return cache.key("llvm-object", self.fingerprint, ir)
 
     def object_code(self, ir: str) -> tuple[bytes, bool]:
         """Machine code for `ir`, from the disk cache when possible. Returns (code, cache_hit)."""
-        k = self.object_key(ir)
-        obj = cache.get(k)
-        if obj is not None:
-            return obj, True
-        mod = llvm.parse_assembly(ir)
-        mod.verify()
-        self.optimize(mod)
-        obj = self.tm.emit_object(mod)
-        cache.put(k, obj)
-        return obj, False
+        return self.object_codes([ir])[0]
+
+    def object_codes(self, irs: list[str]) -> list[tuple[bytes, bool]]:
+        """object_code of several modules; those not in the disk cache compile in parallel
+        (cpu_compile.compile_all: helper processes, since LLVM calls serialise within a process)."""
+        keys = [self.object_key(ir) for ir in irs]
+        objs = {k: None for k in keys}   # a module listed twice compiles once
+        for k in objs:
+            objs[k] = cache.get(k)
+        missing = {k: ir for k, ir in zip(keys, irs) if objs[k] is None}
+        for k, obj in zip(missing, cpu_compile.compile_all(list(missing.values()), self._compile)):
+            cache.put(k, obj)
+            objs[k] = obj
+        return [(objs[k], k not in missing) for k in keys]
+
+    def _compile(self, ir: str) -> bytes:
+        return cpu_compile.object_code(self.tm, ir)
 
     def load(self, obj: bytes, symbol: str, nparams: int):
         with self.lock:
@@ -94,12 +94,12 @@ class CPUCompiler:
 
     def optimized_ir(self, ir: str) -> str:
         mod = llvm.parse_assembly(ir)
-        self.optimize(mod)
+        self.optimize(mod, cpu_compile.speed_level(ir))
         return str(mod)
 
     def assembly(self, ir: str) -> str:
         mod = llvm.parse_assembly(ir)
-        self.optimize(mod)
+        self.optimize(mod, cpu_compile.speed_level(ir))
         return self.tm.emit_assembly(mod)
 
 
