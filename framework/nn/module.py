@@ -24,7 +24,7 @@ from ember.compiler import dtypes as D
 
 from .. import tracing as _tracing
 from ..autograd_mode import no_grad
-from ..tensor import Size, Tensor, _canon_device
+from ..tensor import Size, Tensor, _canon_device, realize
 from .parameter import Parameter
 
 
@@ -455,6 +455,9 @@ class Module:
                 if child is not None:
                     load(child, prefix + name + ".")
         load(self, "")
+        # copied now, as PyTorch does: the checkpoint's buffers are released, and a compiled step
+        # then finds every parameter in a buffer of its own (not a copy pending on a dropped one)
+        realize(*[t for t in itertools.chain(self.parameters(), self.buffers()) if t.node.op != "buffer"])
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". ")
