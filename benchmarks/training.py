@@ -6,7 +6,8 @@
 
 Each framework trains the same model from the same initial weights on the same batches; the table
 shows the median step time after warm-up (each step ends with its loss read to the host, as a
-training loop that logs the loss does), ratios against ember.compile, and a check that the
+training loop that logs the loss does; the timed steps of all columns are interleaved, see
+`_measure`), ratios against ember.compile, and a check that the
 losses of the first steps agree with PyTorch's. Columns: PyTorch eager, torch.compile, ember
 eager (graph built every step, plans cached by structure), ember.compile (replay).
 """
@@ -151,13 +152,14 @@ def _copy_weights(src, dst) -> None:
     dst.load_state_dict(sd)
 
 
-def _run(framework: str, model_def: Model, batches, steps: int, quick: bool):
-    """Per-step times and the losses of the first steps."""
+def _stepper(framework: str, model_def: Model, batches, quick: bool):
+    """One framework's training loop as a function: i -> the loss of step i (on batch i mod n), read
+    to the host. Models start from the same PyTorch-initialised weights."""
     import torch
     torch.manual_seed(0)
     tmodel, topt, tloss = model_def.build(torch, quick)
     if framework == "jax":
-        return _run_jax(model_def, tmodel, batches, steps, quick)
+        return _jax_stepper(model_def, tmodel, batches, quick)
     if framework.startswith("torch"):
         model, opt, loss_fn, lib = tmodel, topt, tloss, torch
         conv = lambda a: torch.from_numpy(a)
@@ -181,37 +183,58 @@ def _run(framework: str, model_def: Model, batches, steps: int, quick: bool):
     elif framework == "ember.compile":
         step = lib.compile(step)
     data = [(conv(x), conv(y)) for x, y in batches]
-    times, losses = [], []
-    t_first = None
-    for i in range(steps):
-        x, y = data[i % len(data)]
-        t0 = time.perf_counter()
-        loss = float(step(x, y).item())
-        dt = time.perf_counter() - t0
-        if t_first is None:
-            t_first = dt
-        times.append(dt)
-        losses.append(loss)
-    return times, losses, t_first
+    return lambda i: float(step(*data[i % len(data)]).item())
 
 
-def _run_jax(model_def: Model, tmodel, batches, steps: int, quick: bool):
+def _jax_stepper(model_def: Model, tmodel, batches, quick: bool):
     if model_def.jax_step is None:
         raise NotImplementedError(f"no JAX version of the {model_def.name} step")
     import jax.numpy as jnp
     step, state = model_def.jax_step(tmodel, quick)
     data = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
-    times, losses, t_first = [], [], None
+    box = [state]
+
+    def run(i):
+        box[0], loss = step(box[0], *data[i % len(data)])
+        return float(loss)          # the loss read to the host, as in the other columns
+    return run
+
+
+def _run(framework: str, model_def: Model, batches, steps: int, quick: bool):
+    """Per-step times, losses and the first step's time of one framework run alone."""
+    run = _stepper(framework, model_def, batches, quick)
+    times, losses = [], []
     for i in range(steps):
-        x, y = data[i % len(data)]
         t0 = time.perf_counter()
-        state, loss = step(state, x, y)
-        loss = float(loss)          # the loss read to the host, as in the other columns
-        dt = time.perf_counter() - t0
-        t_first = dt if t_first is None else t_first
-        times.append(dt)
-        losses.append(loss)
-    return times, losses, t_first
+        losses.append(run(i))
+        times.append(time.perf_counter() - t0)
+    return times, losses, times[0]
+
+
+def _measure(runs: dict, steps: int, warmup: int) -> dict:
+    """{framework: (median step, first step, losses) or an error string}. Each framework's first
+    call (compilation included) and warm-up run alone; then the timed steps are interleaved, one
+    step of each framework in turn (the order rotating), so that a machine whose speed drifts
+    during the run (other jobs, frequency) slows every column alike and the ratios stay fair."""
+    out, losses, times = {}, {}, {}
+    for fw, run in list(runs.items()):
+        try:
+            t0 = time.perf_counter()
+            losses[fw] = [run(0)]
+            first = time.perf_counter() - t0
+            losses[fw] += [run(i) for i in range(1, warmup)]
+            out[fw], times[fw] = first, []
+        except Exception as e:  # a framework that fails gets its error in its row
+            out[fw] = repr(e)[:120]
+            del runs[fw]
+    order = list(runs)
+    for i in range(warmup, warmup + steps):
+        for fw in order:
+            t0 = time.perf_counter()
+            losses[fw].append(runs[fw](i))
+            times[fw].append(time.perf_counter() - t0)
+        order = order[1:] + order[:1]
+    return {fw: v if isinstance(v, str) else (statistics.median(times[fw]), v, losses[fw]) for fw, v in out.items()}
 
 
 _STARTUP = """
@@ -299,16 +322,17 @@ def main(argv=None) -> int:
         if args.only and m.name not in args.only:
             continue
         batches = m.batches(8, args.quick)
-        res = {}
+        runs, res = {}, {}
         for fw in args.frameworks:
             if fw == "jax" and m.jax_step is None:
                 continue
             print(f"{m.name} / {fw} ...", flush=True)
             try:
-                times, losses, first = _run(fw, m, batches, args.steps + args.warmup, args.quick)
-                res[fw] = (statistics.median(times[args.warmup:]), first, losses)
+                runs[fw] = _stepper(fw, m, batches, args.quick)
             except Exception as e:  # a framework that fails gets its error in its row
-                res[fw] = (None, None, repr(e)[:120])
+                res[fw] = repr(e)[:120]
+        res.update(_measure(runs, args.steps, args.warmup))
+        res = {fw: (None, None, v) if isinstance(v, str) else v for fw, v in res.items()}
         ref = res.get("torch", (None, None, None))[2]
         for fw, (med, first, losses) in res.items():
             if med is None:
