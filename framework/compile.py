@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import time
 import weakref
 from sys import getrefcount
 
@@ -354,7 +355,8 @@ class _Segment:
             raise tracing.TraceError(f"a compiled function must compute on one device, this one used {sorted(devices)}")
         device = devices.pop() if devices else "cpu"
         # the plan cache is shared with eager realize; host data moves to the device once, in the leaf
-        plan, leaves, leaf_bufs, _ = prepare(lazy, device) if lazy else (None, [], [], True)
+        t0 = time.perf_counter()
+        plan, leaves, leaf_bufs, cached = prepare(lazy, device) if lazy else (None, [], [], True)
         self.device, self.plan, self.arena, self.inplace = device, plan, None, []
         self.rebinds: list = []   # (tensor, output index) rebound to outputs, for in-place (set by _Program)
         host = {id(n): (role, fn) for n, role, fn in trace.host}
@@ -398,6 +400,8 @@ class _Segment:
         self.signature = (id(plan), tuple(sig))   # plans are cached per graph structure
         # run this part of the traced call: its lazy nodes become the computed buffers
         bufs = execute(plan, leaf_bufs) if lazy else []
+        if lazy:   # the debug surface (ember explain, EMBER_DEBUG) lists it like any realize
+            cdebug.record_realize(plan, cached, time.perf_counter() - t0)
         for j, (n, buf) in enumerate(zip(lazy, bufs)):
             n.become_buffer(buf)
             trace.produced.setdefault(id(buf), ("seg", k, j))   # (an output may be a leaf's buffer)

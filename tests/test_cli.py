@@ -216,6 +216,8 @@ def test_explain_lists_compile_traces_with_the_failed_guard(cache_dir):
     assert any("Sequential.training changed to False" in r for r in reasons)
     text = ember("explain", script("compiled_step.py"), cache=cache_dir).stdout
     assert "ember.compile traces:" in text and "step: retrace: Sequential.training changed to False" in text
+    # the traced calls' plans are listed like any realize's (batch 4, batch 6, eval mode)
+    assert len(out["plans"]) >= 3 and all(p["realizes"] >= 1 and p["kernels"] for p in out["plans"])
 
 
 def test_kernels_stage_ptx_compiles_a_cpu_kernel_for_sm_90(cache_dir):
