@@ -30,6 +30,7 @@ import functools
 import gc
 import hashlib
 import time
+import warnings
 import weakref
 from sys import getrefcount
 
@@ -63,6 +64,9 @@ def compile(fn=None, *, fullgraph: bool = False, dynamic=None, mode=None, backen
         return fn
     if isinstance(fn, CompiledFunction):
         return fn
+    if dynamic:
+        warnings.warn("ember.compile(dynamic=True): symbolic shapes are not supported yet; each new batch size "
+                      "compiles its own variant once (then cached in memory and on disk)", stacklevel=2)
     return CompiledFunction(fn, dynamic=dynamic)
 
 

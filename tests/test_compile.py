@@ -358,3 +358,14 @@ def test_inplace_pairs_of_kernels():
     shift = Node.make("add", (Node.make("pad", (Node.make("slice", (a,), arg=((1, 1, 7), (0, 1, 8))),),
                                         arg=((0, 1), (0, 0))), c))
     assert pairs(shift, names) == {("c", True)}                # a read one row ahead
+
+
+def test_dynamic_true_warns_that_shapes_are_specialised_and_still_works():
+    """dynamic=True is accepted (PyTorch code passes it) but not built: a warning says so, and each
+    batch size is a variant of its own with correct results."""
+    with pytest.warns(UserWarning, match="symbolic shapes are not supported"):
+        f = ember.compile(lambda x: (x * 2).sum(0), dynamic=True)
+    for n in (3, 5, 3, 5, 3, 5):
+        x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+        np.testing.assert_allclose(f(ember.tensor(x)).numpy(), (x * 2).sum(0))
+    assert f.cache_info()["variants"] == 2
