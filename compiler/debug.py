@@ -98,38 +98,23 @@ def _arg_text(n) -> str:
     return n.arg.name if isinstance(n.arg, DType) else repr(n.arg)
 
 
-def _fused(starts, is_boundary) -> tuple[set, set]:
-    """ids of the nodes computed together with `starts` (up to boundaries), and of the boundary
-    nodes they read."""
-    inside, edge, stack = set(), set(), list(starts)
-    while stack:
-        n = stack.pop()
-        if id(n) not in inside:
-            inside.add(id(n))
-            for s in n.srcs:
-                if is_boundary(s):
-                    edge.add(id(s))
-                else:
-                    stack.append(s)
-    return inside, edge
-
 
 def record_plan(plan, outputs, rewritten, sched) -> None:
     """Describe a freshly built plan (called by realize.build_plan while the graph still exists)."""
-    from .ir import toposort
+    from .ir import region, toposort
     nodes = toposort(list(dict.fromkeys(rewritten)))
     num = {id(n): k for k, n in enumerate(nodes)}
     root_of = {id(o): (k, r) for k, sk in enumerate(sched) for o, r in zip(sk.outputs, sk.reasons)}
     members: dict = {}           # id(node) -> kernels it is computed in (roots and fused nodes)
     reads: dict = {}             # kernel -> ids of the nodes it loads
     for k, sk in enumerate(sched):
-        inside, reads[k] = _fused(sk.outputs, lambda s: s.realized or (id(s) in root_of and root_of[id(s)][0] != k))
+        inside, reads[k] = region(sk.outputs, lambda s: s.realized or (id(s) in root_of and root_of[id(s)][0] != k))
         for i in inside:
             members.setdefault(i, []).append(k)
     readers: dict = {}           # id(buffered node) -> [(buffered node reading it directly, its kernel)]
     for k, sk in enumerate(sched):
         for o in sk.outputs:
-            for i in _fused([o], lambda s: s.realized or id(s) in root_of)[1]:
+            for i in region([o], lambda s: s.realized or id(s) in root_of)[1]:
                 if i in root_of:
                     readers.setdefault(i, []).append((o, k))
 

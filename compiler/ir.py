@@ -170,6 +170,22 @@ def infer_shape(op: str, kind: str, srcs: tuple, arg) -> Shape:
     raise AssertionError(op)
 
 
+def region(starts, is_boundary) -> tuple[set, set]:
+    """ids of the nodes computed together with `starts` (walking sources up to boundaries), and of
+    the boundary nodes they read: a kernel's members and inputs."""
+    inside, edge, stack = set(), set(), list(starts)
+    while stack:
+        n = stack.pop()
+        if id(n) not in inside:
+            inside.add(id(n))
+            for s in n.srcs:
+                if is_boundary(s):
+                    edge.add(id(s))
+                else:
+                    stack.append(s)
+    return inside, edge
+
+
 def toposort(roots: Iterable, srcs=lambda n: n.srcs) -> list:
     """Sources before users; iterative, so graphs of any depth are fine. `srcs` gives a node's
     inputs (graph nodes by default; autograd walks its records with it too)."""

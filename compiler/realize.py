@@ -115,19 +115,12 @@ def compile_kernels(items: list, device: str = "cpu") -> list[CompiledKernel]:
 
 
 def _render(kernel) -> str:
-    """A kernel's LLVM IR, its function named @KERNEL."""
-    from .runtime import cpu_compile
-    from .templates import GemmKernel
+    """A kernel's LLVM IR, its function named @KERNEL (a template picks its own LLVM pipeline with
+    a first-line marker, runtime/cpu_compile.py)."""
     if not hasattr(kernel, "render"):
         from .codegen import llvm as llvm_codegen
         return llvm_codegen.render(kernel, "KERNEL")
-    src = kernel.render("KERNEL")
-    if isinstance(kernel, GemmKernel):
-        # the GEMM template's IR is vectorized, unrolled and register-blocked already: LLVM's IR
-        # passes take ~3/4 of its compile time and gain nothing, except in the table-driven packing
-        # of convolution operands, which -O2 serves as well as -O3 (docs/architecture.md)
-        src = cpu_compile.passes_marker(0 if kernel.affine else 2) + src
-    return src
+    return kernel.render("KERNEL")
 
 
 _loaded: dict = {}   # symbol -> callable: a kernel is loaded into the JIT once per process

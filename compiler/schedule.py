@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import Node, toposort
+from .ir import Node, region, toposort
 from .kir import Kernel
 from .lower import NeedsRealize, lower
 from .ops import GATHER, MOVEMENT, REDUCE
@@ -280,17 +280,7 @@ def _lower_group(g: list[Node], roots: dict, tolerate: set, lowered: dict, devic
 
     def is_input(n):
         return n.realized or (id(n) in roots and id(n) not in ids)
-    reads, seen, stack = set(), set(), list(g)
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        for s in n.srcs:
-            if is_input(s):
-                reads.add(id(s))
-            else:
-                stack.append(s)
+    seen, reads = region(g, is_input)
     key = (tuple(id(n) for n in g), frozenset(reads), frozenset(seen & tolerate))
     hit = lowered.get(key)
     if hit is None:

@@ -41,6 +41,7 @@ import itertools
 from dataclasses import dataclass, replace
 
 from ..compiler import dtypes as D
+from ..compiler.runtime.cpu_compile import passes_marker
 
 from .gemm_pack import _affine, _fill, _fill_runs, _offset, _pack_a, _pack_b, _runs
 from .llvm_ir import Function
@@ -208,7 +209,12 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
     cfg = config or tuned_config(dtype, M, N, K)
     s = _Spec(symbol, TYPES[dtype.name], dtype.itemsize, batch, M, N, K, tuple(a_strides), tuple(b_strides),
               a_offset, b_offset, cfg)
-    parts = [f"; ember GEMM {dtype.name} batch={batch} M={M} N={N} K={K} a={a_strides}+{a_offset} "
+    # the IR below is vectorized, unrolled and register-blocked already: LLVM's IR passes take ~3/4
+    # of its compile time and gain nothing, except in the table-driven packing of non-affine
+    # (convolution window) operands, which -O2 serves as well as -O3 (docs/architecture.md)
+    affine = all(_affine(st) for st in (*a_strides, *b_strides))
+    parts = [passes_marker(0 if affine else 2)
+             + f"; ember GEMM {dtype.name} batch={batch} M={M} N={N} K={K} a={a_strides}+{a_offset} "
              f"b={b_strides}+{b_offset} {cfg}"]
     if batch and M and N and K:
         parts += [_microkernel(s, r) for r in s.row_counts]
