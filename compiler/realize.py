@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from . import debug
 from .buffer import Buffer
 from .ir import Node, _hashable, toposort
-from .runtime import cpu
+from .runtime import cpu, cpu_pool
 # rewrite, schedule, kir, templates and codegen are imported where a plan is built: a process that
 # finds its plans in the disk cache (a warm start) never needs them and skips their import (~0.1 s)
 
@@ -352,16 +352,18 @@ def execute(plan: Plan, leaf_bufs: list, arena: "Arena | None" = None, inplace: 
         ptrs = arena.ptrs.copy()             # intermediates: fixed addresses in the arena
         ptrs[:len(leaf_bufs)] = [b.ptr() for b in leaf_bufs]
         inplace = inplace or {}
-        for fn, get_args, outs, work in arena.program:
-            for slot, dtype, numel in outs:   # only the results are allocated
-                k = inplace.get(slot)
-                b = bufs[slot] = alloc(dtype, numel) if k is None else leaf_bufs[k]
-                ptrs[slot] = b.ptr()
-            if work < cpu.PARALLEL_MIN_WORK:   # one call on this thread (what launch would do)
-                if fn is not None:
+        for slot, dtype, numel in arena.results:   # only the results are allocated
+            k = inplace.get(slot)
+            b = bufs[slot] = alloc(dtype, numel) if k is None else leaf_bufs[k]
+            ptrs[slot] = b.ptr()
+        if arena.launch_list is not None:      # the whole list in one native call
+            arena.launch_list.run(cpu.pool(), ptrs, cpu.num_threads())
+        else:
+            for fn, get_args, work in arena.program:
+                if work < cpu.PARALLEL_MIN_WORK:   # one call on this thread (what launch would do)
                     fn(*get_args(ptrs), 0, 1)
-            else:
-                launch(fn, get_args(ptrs), work)
+                else:
+                    launch(fn, get_args(ptrs), work)
     return [bufs[i] for i in plan.program_outputs]
 
 
@@ -417,11 +419,17 @@ class Arena:
         self.ptrs = [0] * (n_leaves + len(plan.tmps))
         for t, off in offsets.items():
             self.ptrs[n_leaves + t] = base + off
-        # the launch list of a replay: (kernel or None if it has nothing to compute, its pointers
-        # picked from the slot array by one C call, the results it allocates, work)
-        self.program = [(None if empty else fn, _picker(args), [o for o in outs if o[0] - n_leaves in results],
-                         0 if empty else work)
-                        for fn, args, outs, frees, work, empty in plan.program]
+        # the launch list of a replay: (kernel, its pointers picked from the slot array by one C
+        # call, work); kernels with nothing to compute are left out. The results are allocated first.
+        self.results = [o for _, _, outs, _, _, _ in plan.program for o in outs if o[0] - n_leaves in results]
+        live = [(fn, args, work) for fn, args, outs, frees, work, empty in plan.program if not empty]
+        self.program = [(fn, _picker(args), work) for fn, args, work in live]
+        self.launch_list = None
+        if cpu.pool() is not None and all(len(args) <= cpu_pool.MAX_ARGS for _, args, _ in live):
+            variable = set(range(n_leaves)) | {slot for slot, _, _ in self.results}
+            fixed = {k: p for k, p in enumerate(self.ptrs) if k not in variable}
+            self.launch_list = cpu_pool.LaunchList([(fn, args, work >= cpu.PARALLEL_MIN_WORK) for fn, args, work in live],
+                                                   fixed, variable)
         # results that may overwrite a leaf (a parameter's new value written over the old one): the
         # kernel allows it (Step.inplace), no later kernel reads the leaf, neither value is an
         # output twice. The caller picks which, each leaf overwritten by one result at most.

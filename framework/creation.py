@@ -273,10 +273,10 @@ def arange(start=0, end=None, step=1, dtype=None, device=None, requires_grad: bo
     # PyTorch's rules: values are computed in the accumulate type (int64 for integer dtypes, so
     # float bounds truncate first); the length is exact integer arithmetic for int64, else float64
     xs, xe, xst = (int(v) for v in (start, end, step)) if not dtype.is_float else (start, end, step)
+    if (step > 0 and end < start) or (step < 0 and end > start):  # PyTorch: on the values as given
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if xst == 0:  # PyTorch: ValueError when a float step truncates to 0 for an integer dtype
         raise (ValueError if step != 0 else RuntimeError)("step must be nonzero")
-    if (xst > 0 and end < start) or (xst < 0 and end > start):  # on the bounds as given
-        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if dtype is D.int64:
         n = (xe - xs + xst - (1 if xst > 0 else -1)) // xst  # operands share a sign: exact
     else:

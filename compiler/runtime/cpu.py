@@ -2,9 +2,11 @@
 
 Compiled object code is cached in memory and on disk (compiler/cache.py); the optimisation
 pipeline, and the helper processes that compile a plan's kernels in parallel, are in
-cpu_compile.py. A kernel runs as one call per core when it does enough work to pay for the
-hand-off (each call takes its share of every loop nest); ctypes releases the GIL during the call,
-so the calls run in parallel on worker threads.
+cpu_compile.py. A kernel runs as one share per core when it does enough work to pay for the
+hand-off (each share takes its part of every loop nest), on the native thread pool of
+cpu_pool.py, which also runs a compiled replay's whole launch list in one call. Where that pool
+is not supported (not Linux x86-64/aarch64), Python worker threads take the shares (ctypes
+releases the GIL during the call), at ~25 us per hand-off.
 
 Fork safety: a forked child (a DataLoader worker) has only the thread that forked, so the workers it
 inherits have no threads behind them and work handed to them would wait forever; the child drops
@@ -24,9 +26,9 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from .. import cache
-from . import cpu_compile
+from . import cpu_compile, cpu_pool
 
-PARALLEL_MIN_WORK = 1 << 16   # iterations; below this one core is faster than the ~15 us hand-off
+PARALLEL_MIN_WORK = 1 << 14   # iterations; below this one core is faster than the ~1-2 us hand-off
 
 
 def num_threads() -> int:
@@ -147,6 +149,7 @@ def _threads(n: int) -> list:
 
 def _after_fork_in_child() -> None:
     _workers.clear()   # the child has no threads behind the parent's workers
+    _pool.clear()
     _cores.cache_clear()
     if _compiler is not None:
         _compiler.lock = threading.Lock()
@@ -157,13 +160,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def launch(fn, ptrs: list[int], work: int) -> None:
-    """Run a kernel: one call per thread (each takes its share of every nest), or one call."""
-    if work < PARALLEL_MIN_WORK:
+    """Run a kernel: its shares on every core (native pool), or one call when it is small."""
+    nt = num_threads()
+    if work < PARALLEL_MIN_WORK or nt == 1:
         fn(*ptrs, 0, 1)
         return
-    nt = num_threads()
-    if nt == 1:
-        fn(*ptrs, 0, 1)
+    p = pool()
+    if p is not None and len(ptrs) <= cpu_pool.MAX_ARGS:
+        p.launch(fn, ptrs, nt)
         return
     workers = _threads(nt - 1)
     for t, w in enumerate(workers, 1):
@@ -178,3 +182,13 @@ def launch(fn, ptrs: list[int], work: int) -> None:
         if w.error is not None:
             e, w.error = w.error, None
             raise e
+
+
+_pool: list = []
+
+
+def pool() -> "cpu_pool.Pool | None":
+    """The process's native thread pool (None where it is not supported: Python workers then)."""
+    if not _pool:
+        _pool.append(cpu_pool.Pool(_cores() - 1) if cpu_pool.supported() and _cores() > 1 else None)
+    return _pool[0]
