@@ -8,13 +8,12 @@ training loops never grow it without bound.
 """
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 from typing import Iterable
 
 from . import dtypes as D
-from .ops import BINARY, GATHER, LEAF, MOVEMENT, PRIMS, REDUCE, TERNARY, UNARY, out_dtype
+from .ops import BINARY, GATHER, LEAF, MOVEMENT, PRIMS, REDUCE, TERNARY, UNARY
 
 Shape = tuple
 
@@ -22,9 +21,9 @@ Shape = tuple
 class Node:
     __slots__ = ("op", "srcs", "arg", "dtype", "shape", "key", "__weakref__")
 
-    def __init__(self, op: str, srcs: tuple, arg, dtype: D.DType, shape: Shape):
+    def __init__(self, op: str, srcs: tuple, arg, dtype: D.DType, shape: Shape, key=None):
         self.op, self.srcs, self.arg, self.dtype, self.shape = op, srcs, arg, dtype, shape
-        self.key = None  # interning key while the node is shared
+        self.key = key  # interning key while the node is shared
 
     # -- construction -------------------------------------------------------------------------
     # key -> weakref of the live node with that key. A plain dict of weakrefs whose callbacks drop
@@ -35,8 +34,10 @@ class Node:
     @staticmethod
     def make(op: str, srcs: Iterable["Node"] = (), arg=None, dtype: D.DType | None = None,
              shape: Shape | None = None) -> "Node":
-        srcs = tuple(srcs)
-        kind = PRIMS[op].kind
+        # the hottest function of eager mode (every op of every step): lookups go to flat dicts
+        # (_KIND, _OUT) rather than PRIMS' dataclasses, and common args (None, shape tuples) skip
+        # _hashable, which would return them unchanged
+        kind = _KIND[op]
         if kind == LEAF:
             assert dtype is not None
             if op == "buffer":
@@ -44,28 +45,31 @@ class Node:
             shape = () if op == "const" else (arg,)
             key = (op, (), _hashable(arg), dtype.name)
         else:
+            if type(srcs) is not tuple:
+                srcs = tuple(srcs)
             # ids are safe in the key: the node holds its sources, so they outlive the entry; the
             # dtype and shape follow from (op, sources, arg), so a hit skips inferring them
-            key = (op, tuple(map(id, srcs)), _hashable(arg))
-        ref = Node._interned.get(key)
+            key = (op, tuple(map(id, srcs)), arg if arg is None or type(arg) is tuple else _hashable(arg))
+        ref = _interned.get(key)
         node = ref() if ref is not None else None
         if node is None:
             if kind != LEAF:
                 _check(op, kind, srcs, arg)
-                dtype = out_dtype(op, [s.dtype for s in srcs], arg)
-                shape = infer_shape(op, kind, srcs, arg)
-            node = Node(op, srcs, arg, dtype, shape)
-            node.key = key
-            Node._interned[key] = weakref.ref(node, functools.partial(_forget, key))
+                out = _OUT[op]
+                dtype = srcs[0].dtype if out is None else out([s.dtype for s in srcs], arg)
+                shape = srcs[0].shape if kind in _ELEMENTWISE else infer_shape(op, kind, srcs, arg)
+            node = Node(op, srcs, arg, dtype, shape, key)
+            ref = _interned[key] = _Ref(node, _forget)
+            ref.key = key
         return node
 
     # -- the single mutation ------------------------------------------------------------------
     def become_buffer(self, buf) -> None:
         """Turn this node into a leaf holding `buf` (its computed value)."""
         if self.key is not None:
-            ref = Node._interned.get(self.key)
+            ref = _interned.get(self.key)
             if ref is not None and ref() is self:
-                del Node._interned[self.key]
+                del _interned[self.key]
         self.key = None
         self.op, self.srcs, self.arg = "buffer", (), buf
 
@@ -87,10 +91,19 @@ class Node:
         return f"<{self.op}{arg} {self.dtype.name}{list(self.shape)}>"
 
 
-def _forget(key, ref) -> None:
+_interned = Node._interned   # the same dict, without the class attribute lookup
+
+
+class _Ref(weakref.ref):
+    """An interning entry: a weak reference that knows its key, so one shared callback can drop
+    it (cheaper than a functools.partial per node)."""
+    __slots__ = ("key",)
+
+
+def _forget(ref: _Ref) -> None:
     """A node died: drop its interning entry (unless the key has been taken by a newer node)."""
-    if Node._interned.get(key) is ref:
-        del Node._interned[key]
+    if _interned.get(ref.key) is ref:
+        del _interned[ref.key]
 
 
 def _hashable(arg):
@@ -107,36 +120,53 @@ def _hashable(arg):
     return arg
 
 
+_KIND = {name: p.kind for name, p in PRIMS.items()}
+_OUT = {name: p.out for name, p in PRIMS.items()}          # None: the first source's dtype
+_ACCEPTS = {name: p.accepts for name, p in PRIMS.items()}
+_NSRC = {UNARY: 1, BINARY: 2, TERNARY: 3, REDUCE: 1, MOVEMENT: 1, GATHER: 2}
+_ELEMENTWISE = (UNARY, BINARY, TERNARY)   # the output has the (common) shape of the operands
+
+
 def _check(op: str, kind: str, srcs: tuple, arg) -> None:
     """Internal invariants; the framework raises user-facing errors before reaching here."""
-    nsrc = {UNARY: 1, BINARY: 2, TERNARY: 3, REDUCE: 1, MOVEMENT: 1, GATHER: 2}[kind]
+    nsrc = _NSRC[kind]
     if len(srcs) != nsrc:
         raise ValueError(f"{op} takes {nsrc} operands, got {len(srcs)}")
-    if kind in (BINARY, TERNARY):
-        shapes = {s.shape for s in srcs}
-        if len(shapes) != 1:
+    if kind == BINARY:   # the common case, spelled out: no generator per node
+        a, b = srcs
+        if a.shape != b.shape:
+            raise ValueError(f"{op}: operand shapes differ: {[a.shape, b.shape]}")
+        if a.dtype is not b.dtype:   # dtypes are singletons
+            raise TypeError(f"{op}: operand dtypes differ: {[a.dtype.name, b.dtype.name]}")
+    elif kind == TERNARY:
+        first = srcs[0]
+        if any(s.shape != first.shape for s in srcs):
             raise ValueError(f"{op}: operand shapes differ: {[s.shape for s in srcs]}")
         data = srcs[1:] if op == "where" else srcs
-        if len({s.dtype for s in data}) != 1:
+        if any(s.dtype is not data[0].dtype for s in data):
             raise TypeError(f"{op}: operand dtypes differ: {[s.dtype.name for s in data]}")
-        if op == "where" and srcs[0].dtype is not D.bool_:
+        if op == "where" and first.dtype is not D.bool_:
             raise TypeError("where: condition must be bool")
-    if kind in (UNARY, BINARY):
-        accepts = PRIMS[op].accepts
-        if srcs[0].dtype.kind not in accepts:
+    if kind == UNARY or kind == BINARY:
+        if srcs[0].dtype.kind not in _ACCEPTS[op]:
             raise TypeError(f"{op} does not support {srcs[0].dtype.name}")
     if op == "bitcast" and arg.itemsize != srcs[0].dtype.itemsize:
         raise TypeError("bitcast needs equal item sizes")
 
 
 def infer_shape(op: str, kind: str, srcs: tuple, arg) -> Shape:
+    # the checks of the common movement ops and reductions are plain loops: a generator per new
+    # node costs twice as much, and the training loop makes a hundred of these per step
     s = srcs[0].shape
     if kind in (UNARY, BINARY, TERNARY):
         return s
     if kind == REDUCE:
-        if any(not 0 <= a < len(s) for a in arg) or list(arg) != sorted(set(arg)):
+        if list(arg) != sorted(set(arg)) or (arg and not (0 <= arg[0] and arg[-1] < len(s))):
             raise ValueError(f"bad reduce axes {arg} for shape {s}")
-        return tuple(1 if i in arg else n for i, n in enumerate(s))
+        out = list(s)
+        for a in arg:
+            out[a] = 1
+        return tuple(out)
     if kind == GATHER:
         idx = srcs[1]
         if not idx.dtype.is_int or len(idx.shape) != len(s) or not 0 <= arg < len(s):
@@ -145,16 +175,19 @@ def infer_shape(op: str, kind: str, srcs: tuple, arg) -> Shape:
             raise ValueError(f"gather: index shape {idx.shape} must match source {s} off axis {arg}")
         return idx.shape
     if op == "reshape":
-        if math.prod(arg) != math.prod(s) or any(n < 0 for n in arg):
+        if math.prod(arg) != math.prod(s) or min(arg, default=0) < 0:
             raise ValueError(f"cannot reshape {s} to {arg}")
         return tuple(arg)
     if op == "permute":
         if sorted(arg) != list(range(len(s))):
             raise ValueError(f"bad permutation {arg} for shape {s}")
-        return tuple(s[i] for i in arg)
+        return tuple([s[i] for i in arg])
     if op == "expand":
-        if len(arg) != len(s) or any(a != b and a != 1 for a, b in zip(s, arg)):
+        if len(arg) != len(s):
             raise ValueError(f"cannot expand {s} to {arg}")
+        for a, b in zip(s, arg):
+            if a != b and a != 1:
+                raise ValueError(f"cannot expand {s} to {arg}")
         return tuple(arg)
     if op == "pad":
         if len(arg) != len(s) or any(b < 0 or a < 0 for b, a in arg):
@@ -188,21 +221,25 @@ def region(starts, is_boundary) -> tuple[set, set]:
 
 def toposort(roots: Iterable, srcs=lambda n: n.srcs) -> list:
     """Sources before users; iterative, so graphs of any depth are fine. `srcs` gives a node's
-    inputs (graph nodes by default; autograd walks its records with it too)."""
+    inputs (graph nodes by default; autograd walks its records with it too). Depth first, the
+    last root first and each node's sources in order; a path is a stack of (node, iterator over
+    its sources), so each node is pushed and popped once."""
     order, seen = [], set()
-    stack = [(r, False) for r in roots]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+    for root in reversed(list(roots)):
+        if id(root) in seen:
             continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for s in reversed(srcs(node)):
-            if id(s) not in seen:
-                stack.append((s, False))
+        seen.add(id(root))
+        stack = [(root, iter(srcs(root)))]
+        while stack:
+            node, it = stack[-1]
+            for s in it:
+                if id(s) not in seen:
+                    seen.add(id(s))
+                    stack.append((s, iter(srcs(s))))
+                    break
+            else:   # every source is in order
+                stack.pop()
+                order.append(node)
     return order
 
 

@@ -338,6 +338,24 @@ def lower(nests: list[list[Node]], is_input, name: str = "", tolerate=frozenset(
     return Kernel(kname, params.info, body, ops, shape, work, bindings, cpu_only), params.nodes
 
 
+def element_program(outputs, is_input, first: Node, index: tuple):
+    """The values computing `outputs` (same shape) at one element `index` — index expressions in
+    variables the caller binds — as (KVals in a topological order, params, their nodes), or None
+    if a reduction or a gather is inlined, or if `first` (param 0) is read anywhere but at the
+    element written. A GEMM epilogue applies it to each vector of the product's accumulators."""
+    params = _Params()
+    b = _Builder(is_input, [], params)
+    b.param(first, "in")
+    for o in outputs:
+        b.store(o, index)
+    if b.bindings or any(v.op == "reduce" for v in b.order):
+        return None
+    at = [v.arg[1] for v in b.order if v.op == "store"]
+    if any(v.op == "load" and v.arg[0] == 0 and (v.arg[2] or v.arg[1] != at[0]) for v in b.order):
+        return None
+    return b.order, params.info, params.nodes
+
+
 PAD_REDUCE_GROWTH = 2          # a reduction read through a pad this many times its size ...
 PAD_REDUCE_MIN_READS = 1 << 16  # ... that reads at least this many elements gets its own buffer
 

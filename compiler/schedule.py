@@ -15,6 +15,9 @@ for `EMBER_DEBUG=2` and `ember explain`:
                 depend on (e.g. a column sum broadcast over rows)
   gemm          a matrix product large enough for the GEMM template (compiler/templates.py)
   gemm-operand  a computed value a GEMM reads (the template reads buffers)
+
+(On the CPU a buffered elementwise consumer of a GEMM's product, of the product's shape, may be
+computed in the GEMM's epilogue, from the accumulator registers: templates.gemm_epilogue.)
   attention     ("cuda") softmax(Q K^T * scale + mask) @ V whose scores and weights nothing else
                 reads: one flash-attention template (templates.find_attention)
   attention-operand  a computed value the attention template reads
@@ -25,18 +28,20 @@ nest, where one reading another is fused rather than loaded.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .ir import Node, region, toposort
 from .kir import Kernel
 from .lower import NeedsRealize, lower
 from .ops import GATHER, MOVEMENT, REDUCE
-from .templates import find_attention, match_gemm
+from .templates import GemmKernel, find_attention, gemm_epilogue, match_gemm
 
 MAX_KERNEL_OPS = 400
 MAX_KERNEL_DEPTH = 150     # nodes on one path through a kernel: lowering recurses along paths
 REINDEX = ("slice", "pad", "permute")   # views that read their source at moved indices
 MAX_GROUP_OUTPUTS = 64
+GEMM_EPILOGUES = os.environ.get("EMBER_GEMM_EPILOGUE", "1") != "0"   # 0: no epilogues (A/B timing)
 
 
 @dataclass
@@ -245,8 +250,35 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
         g = groups[j]
         return (len(g) < MAX_GROUP_OUTPUTS and id(n) not in templates and id(g[0]) not in templates
                 and _can_join(n, masks[j], direct, reach, order, merge_dependent))
+
+    def epilogue(j: int, n: Node) -> bool:
+        """Whether n joins GEMM group j's epilogue (on the CPU). Only whole epilogues: every value
+        reading the product (none an output of the product's own) must fit templates.gemm_epilogue
+        together, so the product itself is never stored; they then join as they come."""
+        g = groups[j]
+        kern = templates.get(id(g[0]), (None,))[0]
+        if not GEMM_EPILOGUES or device != "cpu" or not isinstance(kern, GemmKernel) or id(n) in templates:
+            return False
+        r = g[0]
+        if id(r) not in epilogues:
+            readers = [x for x in order if direct[id(x)] >> pos[id(r)] & 1]
+            ids = {id(x) for x in readers}
+            fused = None
+            if roots[id(r)][1] != "output" and len(readers) < MAX_GROUP_OUTPUTS:
+                fused = gemm_epilogue(kern, r, readers, lambda x: x.realized or (id(x) in roots and id(x) not in ids))
+            epilogues[id(r)] = (fused, ids)
+        fused, ids = epilogues[id(r)]
+        return (fused is not None and id(n) in ids
+                and _can_join(n, masks[j], direct, reach, order, merge_dependent, same_shape=False))
+    epilogues: dict = {}    # id(product) -> (the GEMM with its epilogue, the epilogue's buffers)
     for n in order:
         j = len(groups) - 1
+        deps = [group_of[k] for k in _bits(direct[id(n)])]
+        if deps and epilogue(max(deps), n):
+            groups[max(deps)].append(n)
+            masks[max(deps)] |= 1 << pos[id(n)]
+            group_of[pos[id(n)]] = max(deps)
+            continue
         # A root reading a same-shape root of an earlier kernel joins that kernel (one nest: the
         # value is used while computed, e.g. a max-pool's tie count next to its max) when all it
         # reads is computed by then; else it joins the last kernel or starts one.
@@ -265,8 +297,14 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
     for g in groups:
         if id(g[0]) in templates:
             kern, operands = templates[id(g[0])]
-            out.append(ScheduledKernel(g, kern, [g[0]] + operands, [roots[id(g[0])][1]]))
-            continue
+            fused, ids = epilogues.get(id(g[0]), (None, ()))
+            if len(g) > 1 and len(g) == len(ids) + 1:   # the whole epilogue joined
+                out.append(ScheduledKernel(g, fused[0], [g[0]] + operands + fused[1], [roots[id(n)][1] for n in g]))
+                continue
+            out.append(ScheduledKernel(g[:1], kern, [g[0]] + operands, [roots[id(g[0])][1]]))
+            if len(g) == 1:
+                continue
+            g = g[1:]   # some reader could not join: the others are a kernel after the product
         kernel, inputs = _lower_group(g, roots, tolerate, {} if lowered is None else lowered, device)
         out.append(ScheduledKernel(g, kernel, inputs, [roots[id(n)][1] for n in g]))
     return out
@@ -306,7 +344,8 @@ def _bits(m: int):
         m ^= low
 
 
-def _can_join(n: Node, members: int, direct: dict, reach: dict, order, merge_dependent: bool) -> bool:
+def _can_join(n: Node, members: int, direct: dict, reach: dict, order, merge_dependent: bool,
+              same_shape: bool = True) -> bool:
     if n.numel == 0:
         return False
     deps = direct[id(n)] & members
@@ -319,4 +358,4 @@ def _can_join(n: Node, members: int, direct: dict, reach: dict, order, merge_dep
     if via_others & members:
         return False
     # directly: only same-shape members, computed in the same nest (and shared by CSE)
-    return all(order[k].shape == n.shape for k in _bits(deps))
+    return not same_shape or all(order[k].shape == n.shape for k in _bits(deps))

@@ -19,7 +19,7 @@ padded copy is materialized by an ordinary kernel, since the template reads buff
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,10 +50,12 @@ class GemmKernel:
     b_strides: tuple
     a_offset: int
     b_offset: int
-    params: list = field(default_factory=list)   # [C out, A in, B in]
+    params: list = field(default_factory=list)   # [C out, A in, B in] + the epilogue's buffers
     ops: list = field(default_factory=lambda: ["gemm"])
     shape: tuple = ()
     bindings: dict = field(default_factory=dict)
+    roles: tuple = ()       # the product's axes per role: (t, m, n, k, swapped)
+    epilogue: dict = field(default_factory=dict)   # (rows, cols) of a tile -> its element program
 
     @property
     def work(self) -> int:
@@ -65,12 +67,92 @@ class GemmKernel:
 
     def render(self, symbol: str) -> str:
         from ember.kernels.gemm import render_gemm
+        epi = (self.epilogue, len(self.params) - 3) if self.epilogue else None
         return render_gemm(symbol, self.dtype, self.batch, self.M, self.N, self.K,
-                           self.a_strides, self.b_strides, self.a_offset, self.b_offset)
+                           self.a_strides, self.b_strides, self.a_offset, self.b_offset, epilogue=epi)
 
     def __str__(self) -> str:
+        epi = ""
+        if self.epilogue:
+            ops = [v.op for v in next(iter(self.epilogue.values())) if v.op not in ("load", "store", "const")]
+            epi = f", epilogue {' '.join(dict.fromkeys(ops))} (C itself not stored)"
         return (f"template gemm {self.name}: C[{self.batch}x{self.M}x{self.N}] = A @ B, K={self.K}, "
-                f"A strides (t,m,k)={self.a_strides}+{self.a_offset}, B strides (t,k,n)={self.b_strides}+{self.b_offset}")
+                f"A strides (t,m,k)={self.a_strides}+{self.a_offset}, B strides (t,k,n)={self.b_strides}+{self.b_offset}{epi}")
+
+
+# An epilogue is applied to the accumulator vectors of each tile of C in the micro-kernel's final
+# store (kernels/gemm.py), so it must be elementwise work the code generator's ALU table renders on
+# vector types, reading other buffers contiguously along the columns or as one value per row.
+EPILOGUE_OPS = {"const", "load", "store", "add", "mul", "neg", "div", "max", "min", "cmplt", "cmpeq", "where",
+                "and", "or", "xor"}
+# Buffers of C's size an epilogue may read or write besides C. Each is walked tile by tile, a
+# cache line per row of a tile, rows far apart, which hardware prefetchers follow poorly: one in
+# and one out (a ReLU mask, a residual) pay, Adam's moment updates (two in, two out) as the
+# epilogue of their weight gradient took 6.7 ms against 4.6 ms for the product and a separate kernel.
+EPILOGUE_MAX_MATRICES = 2
+
+
+def gemm_epilogue(kern: GemmKernel, r: Node, outputs: list, is_input) -> tuple[GemmKernel, list] | None:
+    """The GEMM computing `outputs` instead of its product `r` — the same-shape elementwise values
+    that read it (a linear layer's bias and ReLU, a ReLU's backward mask): the GEMM and the
+    epilogue's extra param nodes (inputs, then outputs), or None if they do not fit. The product
+    itself is then not stored (the caller makes sure nothing else reads it). Each tile shape (MR or M % MR rows, NR
+    or N % NR columns: the ragged ones start at fixed places) gets its own element program, lowered
+    at (batch et, row em0 + er, column en0 + ec) — the tile's origin and its row and column in it —
+    with exact index ranges, so the index simplifier leaves no div/mod along the columns.
+
+    They fit when the product has one row and one column axis (and at most one batch axis), not
+    computed transposed; the outputs have its shape (its summed axes dropped) and C's dtype; the
+    work is EPILOGUE_OPS on C's dtype and bools; other buffers are of C's dtype and read along the
+    columns contiguously or broadcast, at most EPILOGUE_MAX_MATRICES of them of C's size; C is read
+    only at the element written."""
+    from ember.kernels.gemm import default_config
+    from .lower import element_program
+    t, m, n, ks, swapped = kern.roles
+    if swapped or len(t) > 1 or len(m) != 1 or len(n) != 1:
+        return None
+    out_shape = tuple(x for d, x in enumerate(r.shape) if d not in ks)
+    if any(o.shape != out_shape or o.dtype is not r.dtype for o in outputs):
+        return None
+    cfg = default_config(kern.dtype)
+    programs, nodes = {}, None
+    ec, et = Var("ec", 0, cfg.nr - 1), Var("et", 0, kern.batch - 1)
+    for rows in sorted({min(kern.M, cfg.mr), kern.M % cfg.mr} - {0}):
+        for cols in sorted({min(kern.N, cfg.nr), kern.N % cfg.nr} - {0}):
+            em = Var("em0", 0, kern.M - cfg.mr) if rows == cfg.mr else Var("em0", kern.M - rows, kern.M - rows)
+            en = Var("en0", 0, kern.N - cfg.nr) if cols == cfg.nr else Var("en0", kern.N - cols, kern.N - cols)
+            rv, cv = Var("er", 0, rows - 1), Var("ec", 0, cols - 1)
+            idx = tuple(Expr({et: 1}, 0) if d in t else Expr({em: 1, rv: 1}, 0) if d in m
+                        else Expr({en: 1, cv: 1}, 0) if d in n else Expr({}, 0)   # (size-1 axes have no role)
+                        for d in range(len(r.shape)) if d not in ks)
+            prog = element_program(outputs, is_input, r, idx)
+            if prog is None or (nodes is not None and [id(x) for x in prog[2]] != [id(x) for x in nodes]):
+                return None
+            order, params, nodes = prog
+            if not _vector_program(order, params, r.dtype, ec):
+                return None
+            programs[rows, cols] = order
+    if sum(p.numel >= kern.batch * kern.M * kern.N for p in params[1:]) > EPILOGUE_MAX_MATRICES:
+        return None
+    fused = replace(kern, epilogue=programs, params=kern.params[:3] + params[1:],
+                    name=kern.name + "_" + "_".join(dict.fromkeys(v.op for v in order if v.op not in ("load", "store", "const"))))
+    return fused, nodes[1:]
+
+
+def _vector_program(order: list, params: list, dt: D.DType, ec: Var) -> bool:
+    """Whether the micro-kernel can run this element program on a vector of columns: EPILOGUE_OPS on
+    `dt` and bools, buffers of `dt` whose index moves by 1 (or 0) per column and has no column inside
+    a div or mod."""
+    for v in order:
+        if v.op not in EPILOGUE_OPS or (v.dtype is not None and v.dtype not in (dt, D.bool_)):
+            return False
+        if v.op in ("load", "store"):
+            if params[v.arg[0]].dtype is not dt or (v.op == "load" and v.arg[2]):
+                return False
+            for a, c in v.arg[1].terms:
+                if a == ec and c != 1 or a != ec and ec in (a.x.vars() if not isinstance(a, Var) else ()):
+                    return False
+    return True
 
 
 def _available() -> bool:
@@ -242,7 +324,7 @@ def match_gemm(r: Node) -> tuple[GemmKernel, Node, Node] | None:
     b_st = (_strides(mt, 1), _strides(mk, 1), _strides(mn, 1))
     kern = GemmKernel(f"gemm_{batch}x{M}x{N}x{K}", r.dtype, batch, M, N, K, a_st, b_st, base[0], base[1],
                       [Param(r.dtype, r.numel, "out"), Param(na.dtype, na.numel, "in"), Param(nb.dtype, nb.numel, "in")],
-                      shape=r.shape)
+                      shape=r.shape, roles=(t, m, n, kax, swap))
     if not m and kern.affine:   # a plain matrix-vector product streams better as a loop nest
         return None
     return kern, na, nb
@@ -252,7 +334,7 @@ def gemm_flops(k: GemmKernel) -> int:
     return 2 * k.batch * k.M * k.N * k.K
 
 
-__all__ = ["GemmKernel", "match_gemm", "gemm_flops", "AttentionKernel", "match_attention", "find_attention"]
+__all__ = ["GemmKernel", "match_gemm", "gemm_epilogue", "gemm_flops", "AttentionKernel", "match_attention", "find_attention"]
 
 
 # ---- attention ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ember.compiler import Node
 from ember.compiler.autodiff import VJP
 from ember.compiler.ir import const, toposort
 
+from . import tensor as _tensor   # circular (tensor imports this module): used at call time only
 from .autograd_mode import is_grad_enabled, no_grad, set_grad_enabled
 from .errors import ShapeError
 
@@ -41,13 +42,15 @@ class Record:
 
 def record(op: str, arg, inputs, out) -> None:
     """Called by Tensor._apply: attach history to `out` if any input needs gradients."""
+    if not is_grad_enabled():   # first: the backward pass and optimizer steps run without grad
+        return
     rule = VJP.get(op)
-    if rule is None or not out.dtype.is_float or not is_grad_enabled():
+    if rule is None or out.node.dtype.kind != "f":
         return
-    recs = tuple(t._ctx for t in inputs)
-    if all(r is None for r in recs):
+    recs = tuple([t._ctx for t in inputs])
+    if recs.count(None) == len(recs):
         return
-    out._ctx = Record(op, arg, tuple(t.node for t in inputs), recs, out.node, rule=rule)
+    out._ctx = Record(op, arg, tuple([t.node for t in inputs]), recs, out.node, None, rule)
 
 
 class _Builder:
@@ -60,8 +63,7 @@ class _Builder:
         return x._apply(op, *others, arg=arg)
 
     def _wrap(self, node):
-        from .tensor import Tensor
-        return Tensor._wrap(node, self.device)
+        return _tensor.Tensor._wrap(node, self.device)
 
     def const(self, value, like):
         return self._wrap(const(value, like.dtype, tuple(like.shape)))
@@ -74,8 +76,7 @@ class _Builder:
 
 
 def _view(node, rec, device):
-    from .tensor import Tensor
-    t = Tensor._wrap(node, device)
+    t = _tensor.Tensor._wrap(node, device)
     t._ctx = rec
     return t
 

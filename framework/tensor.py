@@ -18,6 +18,7 @@ from ember.compiler.buffer import export as _export
 
 from . import autograd as _autograd
 from . import tracing as _tracing
+from .autograd_mode import is_grad_enabled
 from .errors import ShapeError
 
 _DEFAULT_FLOAT = [D.float32]
@@ -73,13 +74,23 @@ class Tensor:
     # -- the one path to the graph -------------------------------------------------------------
     def _apply(self, op: str, *others: "Tensor", arg=None) -> "Tensor":
         """Apply primitive `op` to self (and `others`), returning the lazy result."""
-        for o in others:
-            if o.device != self.device:
-                raise RuntimeError(f"expected all tensors to be on the same device, but found "
-                                   f"{self.device} and {o.device}")
-        node = Node.make(op, [self.node] + [o.node for o in others], arg)
-        out = Tensor._wrap(node, self.device)
-        if self._ctx is not None or any(o._ctx is not None for o in others):
+        # every op of every eager step comes through here: one pass over the operands, no
+        # generators, and autograd only hears of ops on values with history
+        device, tracked = self.device, self._ctx is not None
+        if others:
+            srcs = [self.node]
+            for o in others:
+                if o.device != device:
+                    raise RuntimeError(f"expected all tensors to be on the same device, but found "
+                                       f"{device} and {o.device}")
+                srcs.append(o.node)
+                tracked = tracked or o._ctx is not None
+            node = Node.make(op, tuple(srcs), arg)
+        else:
+            node = Node.make(op, (self.node,), arg)
+        out = Tensor.__new__(Tensor)   # Tensor._wrap, inlined
+        out._init(node, device)
+        if tracked:
             _autograd.record(op, arg, (self,) + others, out)
         return out
 
@@ -333,6 +344,4 @@ def realize(*tensors: Tensor) -> None:
         _realize(nodes, device)
 
 
-def _grad_enabled() -> bool:
-    from .autograd_mode import is_grad_enabled
-    return is_grad_enabled()
+_grad_enabled = is_grad_enabled   # called on every in-place update: imported once, not per call

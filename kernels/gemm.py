@@ -131,6 +131,8 @@ class _Spec:
     aoff: int
     boff: int
     cfg: Config
+    extra: int = 0          # the epilogue's buffers (after c, a, b); 0: no epilogue
+    epi: dict | None = None  # (rows, cols) -> the epilogue's element program (templates.gemm_epilogue)
 
     @property
     def tab_bytes(self) -> int:
@@ -194,7 +196,7 @@ class _Spec:
 
 def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
                 a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], a_offset=0, b_offset=0,
-                config: Config | None = None) -> str:
+                config: Config | None = None, epilogue: tuple | None = None) -> str:
     """LLVM IR text defining `void @<symbol>(ptr noalias %c, ptr noalias %a, ptr noalias %b, i64 %tid,
     i64 %nt)`: thread tid's share (of nt) of C[t] = A[t] @ B[t] for t < batch, with C contiguous
     (batch, M, N) and A[t, m, k] at a + a_offset + t*a_strides[0] + m*a_strides[1] + k*a_strides[2]
@@ -202,13 +204,21 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
     order; a stride may instead be modes ((size, stride), ...) innermost first, the role's offset
     then being Σ stride_j * ((i // (size_0 ... size_{j-1})) % size_j).
 
+    With an `epilogue` (programs, extra), the entry takes `extra` more buffers after b, and the
+    micro-kernel's last store of each tile runs the tile shape's element program on the
+    accumulator vectors (templates.gemm_epilogue) instead of storing them: C holds only partial
+    sums (when K spans several blocks), the outputs come from registers. The default blocking is
+    used (the programs are made for its tile shapes).
+
     >>> src = render_gemm("mm", D.float32, 1, 64, 64, 64, (0, 64, 1), (0, 1, 64))  # A @ B^T
     """
     if dtype.name not in TYPES:
         raise TypeError(f"render_gemm supports float32 and float64, not {dtype.name}")
-    cfg = config or tuned_config(dtype, M, N, K)
+    programs, extra = epilogue or (None, 0)
+    cfg = config or (default_config(dtype) if epilogue else tuned_config(dtype, M, N, K))
     s = _Spec(symbol, TYPES[dtype.name], dtype.itemsize, batch, M, N, K, tuple(a_strides), tuple(b_strides),
-              a_offset, b_offset, cfg)
+              a_offset, b_offset, cfg, extra, programs)
+    decls: dict = {}   # intrinsics the epilogues call
     # the IR below is vectorized, unrolled and register-blocked already: LLVM's IR passes take ~3/4
     # of its compile time and gain nothing, except in the table-driven packing of non-affine
     # (convolution window) operands, which -O2 serves as well as -O3 (docs/architecture.md)
@@ -217,11 +227,11 @@ def render_gemm(symbol: str, dtype: D.DType, batch: int, M: int, N: int, K: int,
              + f"; ember GEMM {dtype.name} batch={batch} M={M} N={N} K={K} a={a_strides}+{a_offset} "
              f"b={b_strides}+{b_offset} {cfg}"]
     if batch and M and N and K:
-        parts += [_microkernel(s, r) for r in s.row_counts]
+        parts += [_microkernel(s, r, decls=decls) for r in s.row_counts]
         if s.b_direct:
-            parts += [_microkernel(s, r, direct=True) for r in s.row_counts]
+            parts += [_microkernel(s, r, direct=True, decls=decls) for r in s.row_counts]
         parts += [_pack_b(s), _block(s)] + ([] if s.a_direct else [_pack_a(s)])
-    parts += [_driver(s), *_declarations(s)]
+    parts += [_driver(s), *_declarations(s), *decls.values()]
     return "\n\n".join(parts) + "\n"
 
 
@@ -244,7 +254,7 @@ def _loop_id(rows: int, tag: str, direct: bool) -> int:
     return 4 * rows + 2 * direct + (tag == "rem")
 
 
-def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
+def _microkernel(s: _Spec, rows: int, direct: bool = False, decls: dict | None = None) -> str:
     """@<sym>.uk<rows>(kc, a, b, c, cols, acc): C[rows x cols] (+)= Apanel[rows x kc] @ Bsliver[kc x NR];
     @<sym>.uk<rows>d reads the sliver from B itself (rows sb[1] apart) instead of a packed copy.
 
@@ -254,8 +264,8 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
     nv, V = cfg.nr // cfg.vec, cfg.vec
     ldb, balign = (s.sb[1], s.isz) if direct else (cfg.nr, cfg.vec * s.isz)
     f = Function(f"{s.sym}.uk{rows}{'d' if direct else ''}", "void",
-                 [("i64", "kc"), ("ptr", "a"), ("ptr", "b"), ("ptr", "c"), ("i64", "cols"), ("i1", "acc")],
-                 "noinline #0")
+                 [("i64", "kc"), ("ptr", "a"), ("ptr", "b"), ("ptr", "c"), ("i64", "cols"), ("i1", "acc")]
+                 + _epilogue_params(s), "noinline #0")
     L = f.lines
     fma = f"@llvm.fmuladd.v{V}{'f32' if ty == 'float' else 'f64'}"
 
@@ -310,6 +320,15 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
     for i in range(rows):
         for off in sorted({0, cfg.nr - 1}):
             f.do(f"call void @llvm.prefetch.p0(ptr {f.gep(ty, '%c', i * s.N + off)}, i32 1, i32 3, i32 1)")
+    if s.extra:     # and so are the tiles of the matrices the epilogue reads or writes
+        prog = s.epi.get((rows, min(s.N, cfg.nr))) or s.epi.get((rows, s.N % cfg.nr))
+        with f.if_("%last"):
+            for x in prog or ():
+                if x.op in ("load", "store") and x.arg[0] != 0 and _column_step(x.arg[1]):
+                    for i in range(rows):
+                        for off in sorted({0, cfg.nr - 1}):
+                            ptr = f.gep(ty, f"%e{x.arg[0] - 1}", _tile_index(f, x.arg[1], i, off))
+                            f.do(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 {int(x.op == 'store')}, i32 3, i32 1)")
     zero = [["zeroinitializer"] * nv for _ in range(rows)]
     if U > 1:
         f.do(f"%kmain = and i64 %kc, {-U}")
@@ -335,23 +354,128 @@ def _microkernel(s: _Spec, rows: int, direct: bool = False) -> str:
         f.do(f"br i1 %acc, label %{kind}.acc, label %{kind}.set")
         for mode in ("acc", "set"):
             f.label(f"{kind}.{mode}")
+            vals = {}
             for i in range(rows):
                 for j in range(nv):
                     p = f.gep(ty, "%c", i * s.N + j * V)
                     val = racc[i][j]
+                    if mode == "acc":
+                        old = f.load(v, p, s.isz) if kind == "full" else f(
+                            f"call {v} @llvm.masked.load.{sfx}.p0(ptr align {s.isz} {p}, <{V} x i1> {masks[j]}, "
+                            f"{v} zeroinitializer)")
+                        val = f(f"fadd {v} {old}, {val}")
+                    vals[i, j] = p, val
+
+            def store_c():
+                for (i, j), (p, val) in vals.items():
                     if kind == "full":
-                        if mode == "acc":
-                            val = f(f"fadd {v} {f.load(v, p, s.isz)}, {val}")
                         f.store(v, val, p, s.isz)
                     else:
-                        m = masks[j]
-                        if mode == "acc":
-                            old = f(f"call {v} @llvm.masked.load.{sfx}.p0(ptr align {s.isz} {p}, <{V} x i1> {m}, "
-                                    f"{v} zeroinitializer)")
-                            val = f(f"fadd {v} {old}, {val}")
-                        f.do(f"call void @llvm.masked.store.{sfx}.p0({v} {val}, ptr align {s.isz} {p}, <{V} x i1> {m})")
+                        f.do(f"call void @llvm.masked.store.{sfx}.p0({v} {val}, ptr align {s.isz} {p}, <{V} x i1> {masks[j]})")
+            if s.extra:     # after the last k block: the epilogue, from the registers
+                cols = min(s.N, cfg.nr) if kind == "full" else s.N % cfg.nr
+                prog = s.epi.get((rows, cols)) if cols == cfg.nr or kind == "part" else None
+                f.do(f"br i1 %last, label %{kind}.{mode}.epi, label %{kind}.{mode}.c")
+                f.label(f"{kind}.{mode}.epi")
+                if prog is None:        # no tile of this shape exists
+                    f.do("unreachable")
+                else:
+                    for (i, j), (_, val) in vals.items():
+                        _epilogue(f, s, prog, i, j, val, masks[j] if kind == "part" else None, decls)
+                    f.do("ret void")
+                f.label(f"{kind}.{mode}.c")
+            store_c()
             f.do("ret void")
     return f.render()
+
+
+def _epilogue_params(s: _Spec) -> list:
+    """The micro-kernel's extra arguments with an epilogue: whether this is the last k block, the
+    tile's batch index, first row and first column, and the epilogue's buffers."""
+    if not s.extra:
+        return []
+    return [("i1", "last"), ("i64", "t"), ("i64", "m"), ("i64", "n")] + _extra_params(s)
+
+
+def _column_step(e) -> int:
+    """How far an epilogue index moves per column of the tile (1, or 0 for one value per row)."""
+    return dict(e.terms).get(_var("ec"), 0)
+
+
+def _var(name: str):
+    from ..compiler.symbolic import Var
+    return Var(name, 0, 0)   # variables compare by name
+
+
+def _tile_index(f: Function, e, row: int, col: int) -> str:
+    """An epilogue index at a tile's row `row` and column `col`, in the micro-kernel's %t, %m, %n."""
+    from ..compiler.symbolic import FloorDiv, Var, const
+    at = {"et": "%t", "em0": "%m", "en0": "%n"}
+
+    def emit(e) -> str:
+        acc = str(e.const)
+        for a, c in e.terms:
+            x = at[a.name] if isinstance(a, Var) else f(f"{'udiv' if isinstance(a, FloorDiv) else 'urem'} i64 {emit(a.x)}, {a.c}")
+            acc = f.add(acc, f.mul(x, c))
+        return acc
+    return emit(e.substitute({_var("er"): const(row), _var("ec"): const(col)}))
+
+
+class _ALU:
+    """What the code generator's ALU table needs from a renderer, on a Function."""
+
+    def __init__(self, f: Function, decls: dict):
+        self.f, self.decls = f, decls
+
+    def emit(self, instr: str) -> str:
+        return self.f(instr)
+
+    def call(self, fn: str, ret: str, argtys: list, args) -> str:
+        self.decls[fn] = f"declare {ret} @{fn}({', '.join(argtys)})"
+        return f"call {ret} @{fn}(" + ", ".join(f"{t} {a}" for t, a in zip(argtys, args)) + ")"
+
+
+def _epilogue(f: Function, s: _Spec, prog: list, i: int, j: int, val: str, mask: str | None, decls: dict) -> None:
+    """The element program on accumulator vector (row i, columns j*VEC ...) of the tile at (%t, %m,
+    %n) whose C value is `val`: loads along the columns become vector loads (masked at the ragged
+    edge), loads of one value per row a broadcast, ALU ops the same instructions on vectors."""
+    from ..compiler.codegen.llvm import ALU, ctype, literal
+    V, vty = s.cfg.vec, s.vty
+    sfx = f"v{V}{'f32' if s.ty == 'float' else 'f64'}"
+    alu = _ALU(f, decls)
+
+    def vector_type(dt):
+        return f"<{V} x {ctype(dt)}>"
+    names = {}
+    for v in prog:
+        if v.op == "const":
+            names[v.id] = f"splat ({ctype(v.dtype)} {literal(v.arg, v.dtype)})"
+        elif v.op in ("load", "store"):
+            p, e = v.arg[0], v.arg[1]
+            if v.op == "load" and p == 0:
+                names[v.id] = val
+                continue
+            step = _column_step(e)
+            ptr = f.gep(s.ty, f"%e{p - 1}", _tile_index(f, e, i, j * V))
+            if v.op == "store":
+                x = names[v.srcs[0].id]
+                if mask is None:
+                    f.store(vty, x, ptr, s.isz)
+                else:
+                    f.do(f"call void @llvm.masked.store.{sfx}.p0({vty} {x}, ptr align {s.isz} {ptr}, <{V} x i1> {mask})")
+            elif step == 0:     # one value for the whole row: broadcast
+                x = f.load(s.ty, ptr, s.isz)
+                names[v.id] = f(f"shufflevector {vty} {f(f'insertelement {vty} poison, {s.ty} {x}, i64 0')}, "
+                                f"{vty} poison, <{V} x i32> zeroinitializer")
+            elif mask is None:
+                names[v.id] = f.load(vty, ptr, s.isz)
+            else:
+                names[v.id] = f(f"call {vty} @llvm.masked.load.{sfx}.p0(ptr align {s.isz} {ptr}, <{V} x i1> {mask}, "
+                                f"{vty} zeroinitializer)")
+        else:
+            dt = v.srcs[-1].dtype if v.op != "where" else v.dtype
+            res = ALU[v.op](alu, dt, vector_type(dt), *(names[x.id] for x in v.srcs))
+            names[v.id] = res if res.startswith("%") or " " not in res else f(res)
 
 
 def _block(s: _Spec) -> str:
@@ -363,7 +487,7 @@ def _block(s: _Spec) -> str:
     _, sbk, sbn = s.sb
     f = Function(f"{s.sym}.blk", "void", [("ptr noalias", "c"), ("ptr", "a"), ("ptr", "b"), ("ptr noalias", "pa"),
                                          ("ptr noalias", "pb"), ("ptr noalias", "tab"), ("i64", "t"), ("i64", "m0"), ("i64", "m1"),
-                                         ("i64", "n0"), ("i64", "n1")], "noinline #0")
+                                         ("i64", "n0"), ("i64", "n1")] + _extra_params(s), "noinline #0")
     mt = "%tab"
     kta = f.gep("i64", mt, cfg.mc)
     ktb = f.gep("i64", kta, s.kce)
@@ -397,6 +521,7 @@ def _block(s: _Spec) -> str:
             else:
                 f.do(f"call void @{s.sym}.packb(ptr %pb, ptr {bk}, i64 {kc}, i64 {nc}, ptr {ktb}, ptr {ntb}, ptr {kfb})")
             acc = f(f"icmp ne i64 {pc}, 0")
+            last = f(f"icmp eq i64 {f.add(pc, kc)}, {s.K}")
             with f.loop("%m0", "%m1", cfg.mc) as ic:
                 mc = f.min(cfg.mc, f.sub("%m1", ic))
                 if not _affine(sam):
@@ -410,9 +535,11 @@ def _block(s: _Spec) -> str:
                 crow = f.gep(ty, c, f.add(jc, f.mul(ic, s.N)))
                 astep = sam if s.a_direct else kc if s.a_kmajor else s.kce   # between panel rows
 
-                def tile(rows, variants, suffix, ap, bp, cp, cols):
+                def tile(rows, variants, suffix, ap, bp, cp, cols, m, n):
                     """Call the micro-kernel variant for `rows` (one of `variants`, the last the default)."""
                     args = f"i64 {kc}, ptr {ap}, ptr {bp}, ptr {cp}, i64 {cols}, i1 {acc}"
+                    if s.extra:
+                        args += f", i1 {last}, i64 %t, i64 {m}, i64 {n}" + "".join(f", ptr %e{i}" for i in range(s.extra))
                     if len(variants) == 1:
                         f.do(f"call void @{s.sym}.uk{variants[0]}{suffix}({args})")
                         return
@@ -433,10 +560,11 @@ def _block(s: _Spec) -> str:
                         with f.loop("0", mc, cfg.mr) as ir:
                             rows = f.min(cfg.mr, f.sub(mc, ir))
                             ap, cp = f.gep(ty, apanel, f.mul(ir, astep)), f.gep(ty, crow, f.add(jr, f.mul(ir, s.N)))
+                            m, n = f.add(ic, ir), f.add(jc, jr)
                             with f.if_(inplace):
-                                tile(rows, s.row_counts, "d", ap, bp, cp, cols)
+                                tile(rows, s.row_counts, "d", ap, bp, cp, cols, m, n)
                             with f.if_(f(f"xor i1 {inplace}, true")):
-                                tile(rows, s.row_counts, "", ap, bp, cp, cols)
+                                tile(rows, s.row_counts, "", ap, bp, cp, cols, m, n)
                 else:
                     with f.loop("0", nc, cfg.nr) as jr:
                         cols = f.min(cfg.nr, f.sub(nc, jr))
@@ -446,17 +574,22 @@ def _block(s: _Spec) -> str:
                             rows = f.min(cfg.mr, f.sub(mc, ir))
                             ap = f.gep(ty, apanel, f.mul(ir, astep))
                             cp = f.gep(ty, cj, f.mul(ir, s.N))
-                            tile(rows, s.row_counts, "", ap, bp, cp, cols)
+                            tile(rows, s.row_counts, "", ap, bp, cp, cols, f.add(ic, ir), f.add(jc, jr))
     f.do("ret void")
     return f.render()
+
+
+def _extra_params(s: _Spec) -> list:
+    """The epilogue's buffers (its inputs, then its outputs), after c, a and b."""
+    return [("ptr noalias", f"e{i}") for i in range(s.extra)]
 
 
 def _driver(s: _Spec) -> str:
     """The entry point: thread tid's units of work -> @<sym>.blk calls, with one malloc'd pair of
     packing buffers per call (too big for the stack: the B block is KC x NC)."""
     cfg, ty = s.cfg, s.ty
-    f = Function(s.sym, "void", [("ptr noalias", "c"), ("ptr noalias", "a"), ("ptr noalias", "b"),
-                                 ("i64", "tid"), ("i64", "nt")], "#0", linkage="")
+    f = Function(s.sym, "void", [("ptr noalias", "c"), ("ptr noalias", "a"), ("ptr noalias", "b")] + _extra_params(s)
+                 + [("i64", "tid"), ("i64", "nt")], "#0", linkage="")
     total = s.batch * s.M * s.N
     if total and not s.K:               # empty sum: zero-fill this thread's share of C
         lo = f(f"udiv i64 {f.mul(total, '%tid')}, %nt")
@@ -497,7 +630,7 @@ def _driver(s: _Spec) -> str:
                 n0 = f(f"select i1 {by_rows}, i64 0, i64 {f.mul(lo, cfg.nr)}")
                 n1 = f(f"select i1 {by_rows}, i64 {s.N}, i64 {f.min(f.mul(hi, cfg.nr), s.N)}")
                 f.do(f"call void @{s.sym}.blk(ptr %c, ptr %a, ptr %b, ptr {pa}, ptr {pb}, ptr {tab}, i64 {t}, "
-                     f"i64 {m0}, i64 {m1}, i64 {n0}, i64 {n1})")
+                     f"i64 {m0}, i64 {m1}, i64 {n0}, i64 {n1}{''.join(f', ptr %e{i}' for i in range(s.extra))})")
             f.do(f"call void @free(ptr {raw})")
     f.do("ret void")
     return f.render()

@@ -58,7 +58,16 @@ def literal(value, dt: D.DType) -> str:
 
 
 def _sfx(ty: str) -> str:
+    """An intrinsic's type suffix: f32, i64, v8f32 (the table below renders scalars and vectors)."""
+    if ty.startswith("<"):
+        n, elem = ty[1:-1].split(" x ")
+        return f"v{n}{_sfx(elem)}"
     return {"float": "f32", "double": "f64"}.get(ty, ty)
+
+
+def _bool(ty: str) -> str:
+    """The type of a comparison of `ty` values (i1, or a vector of i1 for a vector type)."""
+    return f"<{ty[1:].split(' x ')[0]} x i1>" if ty.startswith("<") else "i1"
 
 
 # ---- the per-primitive rendering table --------------------------------------------------------
@@ -85,13 +94,13 @@ def _neg(r, dt, ty, a):
 
 def _add(r, dt, ty, a, b):
     if dt is D.bool_:
-        return f"or i1 {a}, {b}"
+        return f"or {ty} {a}, {b}"
     return f"fadd {ty} {a}, {b}" if dt.is_float else f"add {ty} {a}, {b}"
 
 
 def _mul(r, dt, ty, a, b):
     if dt is D.bool_:
-        return f"and i1 {a}, {b}"
+        return f"and {ty} {a}, {b}"
     return f"fmul {ty} {a}, {b}" if dt.is_float else f"mul {ty} {a}, {b}"
 
 
@@ -100,7 +109,7 @@ def _minmax(which):
         if dt.is_float:
             return r.call(f"llvm.{which}imum.{_sfx(ty)}", ty, [ty, ty], (a, b))
         if dt is D.bool_:
-            return f"{'or' if which == 'max' else 'and'} i1 {a}, {b}"
+            return f"{'or' if which == 'max' else 'and'} {ty} {a}, {b}"
         return r.call(f"llvm.{'u' if dt.kind == 'u' else 's'}{which}.{ty}", ty, [ty, ty], (a, b))
     return f
 
@@ -153,7 +162,7 @@ ALU = {
     "and": _float_or_int("and", "and"), "or": _float_or_int("or", "or"), "xor": _float_or_int("xor", "xor"),
     "shl": lambda r, dt, ty, a, b: f"shl {ty} {a}, {b}",
     "shr": lambda r, dt, ty, a, b: f"{'lshr' if dt.kind == 'u' else 'ashr'} {ty} {a}, {b}",
-    "where": lambda r, dt, ty, c, a, b: f"select i1 {c}, {ty} {a}, {ty} {b}",
+    "where": lambda r, dt, ty, c, a, b: f"select {_bool(ty)} {c}, {ty} {a}, {ty} {b}",
 }
 
 REDUCE_COMBINE = {"sum": "add", "prod": "mul", "rmax": "max", "rmin": "min"}

@@ -31,7 +31,6 @@ class Adam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def _update(self, group, p, grad, state, sc):
-        from ember.compiler import dtypes as D
         g = -grad if group["maximize"] else grad
         wd = group["weight_decay"]
         step = self._next_step(state, p)
@@ -46,12 +45,23 @@ class Adam(Optimizer):
         new_state = {"step": step, "exp_avg": m, "exp_avg_sq": v}
         if group["amsgrad"]:
             v = new_state["max_exp_avg_sq"] = self._state(state, "max_exp_avg_sq", p, sc).maximum(v)
+        # the scalars depend on the group, the old step count and p's dtype only: parameters that
+        # share a count node (all of a group, normally) share them, built once per step
+        old = state.get("step")
+        step_size, bc2_sqrt = sc.memo(("adam", id(group), None if old is None else old.node, p.t.dtype, p.t.device),
+                                      lambda: self._corrections(group, state, p, sc))
+        denom = v.sqrt() / sc.expand(bc2_sqrt, p) + group["eps"]
+        return p + sc.expand(step_size, p) * m / denom, new_state
+
+    @staticmethod
+    def _corrections(group, state, p, sc):
+        """-lr / (1 - beta1**t) and sqrt(1 - beta2**t), computed in float64, in p's dtype."""
+        from ember.compiler import dtypes as D
         bc1 = _bias_correction(group, "beta1", lambda gr: gr["betas"][0], state, p, sc)
         bc2 = _bias_correction(group, "beta2", lambda gr: gr["betas"][1], state, p, sc)
         lr = sc.host(group, "lr", lambda gr: gr["lr"], p, D.float64)
         step_size = lr._apply("div", bc1)._apply("neg")
-        denom = v.sqrt() / sc.expand(bc2._apply("sqrt"), p) + group["eps"]
-        return p + sc.expand(step_size, p) * m / denom, new_state
+        return sc.cast(step_size, p), sc.cast(bc2._apply("sqrt"), p)
 
 
 class AdamW(Adam):

@@ -29,7 +29,7 @@ import numpy as np
 from ember.compiler import Buffer, Node
 from ember.compiler.ir import const, expand_to
 
-from .. import pending
+from .. import pending, tracing
 from ..autograd_mode import enable_grad, no_grad
 from ..tensor import Tensor, realize
 from ..tracing import host_input
@@ -70,17 +70,18 @@ class _Expr:
     def _ap(self, op: str, *others) -> "_Expr":
         return _Expr(self.t._apply(op, *[self._of(o) for o in others]), self.sc)
 
+    # the binary operators call _apply directly (no _ap, no list): ~15 of them per parameter per step
     def __add__(self, o):
-        return self._ap("add", o)
+        return _Expr(self.t._apply("add", o.t if isinstance(o, _Expr) else self.sc.const(o, self.t)), self.sc)
 
     def __mul__(self, o):
-        return self._ap("mul", o)
+        return _Expr(self.t._apply("mul", o.t if isinstance(o, _Expr) else self.sc.const(o, self.t)), self.sc)
 
     def __truediv__(self, o):
-        return self._ap("div", o)
+        return _Expr(self.t._apply("div", o.t if isinstance(o, _Expr) else self.sc.const(o, self.t)), self.sc)
 
     def __neg__(self):
-        return self._ap("neg")
+        return _Expr(self.t._apply("neg"), self.sc)
 
     def __sub__(self, o):
         return self + (-o)
@@ -108,11 +109,28 @@ class _Scalars:
     abstracted to dtype and shape, so a new learning rate reuses the plan, and under ember.compile it
     is a host input that every replay reads again from the group. One buffer per (group, role, dtype)
     is shared by all parameters. `const(value, like)`: a fixed hyperparameter (eps, weight decay) as
-    a constant, which the compiler may fold."""
+    a constant, which the compiler may fold.
 
-    def __init__(self):
+    `cache` (the optimizer's, kept across steps) spares the eager loop rebuilding the same leaves
+    every step: a host value equal (bytewise) to the last step's reuses that step's buffer, and the
+    expansions of such buffers and of constants to each parameter's shape are kept. Values are
+    immutable, so sharing them between steps changes no result. While ember.compile traces there
+    is no cache (Optimizer.step) and host inputs are always fresh: the trace must see each made."""
+
+    def __init__(self, cache: dict | None = None):
+        cache = {} if cache is None else cache
+        self._hosts: dict = cache.setdefault("hosts", {})        # key -> (group, value bytes, tensor)
+        self._expanded: dict = cache.setdefault("expanded", {})  # (node, shape, device) -> tensor
         self._buffers: dict = {}
-        self._expanded: dict = {}
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """`make()`, once per key and step: values every parameter with the same inputs shares
+        (the step count, bias corrections), built once rather than looked up again node by node."""
+        out = self._memo.get(key)
+        if out is None:
+            out = self._memo[key] = make()
+        return out
 
     def host(self, group: dict, role: str, fn, like: "_Expr", dtype=None) -> Tensor:
         """The 0-dim tensor `fn(group)` (dtype: the parameter's unless given)."""
@@ -121,7 +139,18 @@ class _Scalars:
         key = (role, id(group), dtype, t.device)
         out = self._buffers.get(key)
         if out is None:
-            out = self._buffers[key] = host_input(role, lambda: fn(group), dtype, (), t.device)
+            out = self._buffers[key] = self._host(key, group, role, fn, dtype, t.device)
+        return out
+
+    def _host(self, key, group: dict, role: str, fn, dtype, device: str) -> Tensor:
+        if tracing.current is not None:
+            return host_input(role, lambda: fn(group), dtype, (), device)
+        value = np.asarray(fn(group), dtype=dtype.np).tobytes()   # what the buffer would hold
+        last = self._hosts.get(key)
+        if last is not None and last[0] is group and last[1] == value:
+            return last[2]
+        out = host_input(role, lambda: fn(group), dtype, (), device)
+        self._hosts[key] = (group, value, out)
         return out
 
     def scalar(self, group: dict, role: str, fn, like: "_Expr") -> _Expr:
@@ -129,20 +158,29 @@ class _Scalars:
 
     def expand(self, t0: Tensor, like: "_Expr") -> _Expr:
         """A 0-dim tensor as an operand of `like`'s shape (cast to its dtype)."""
-        if t0.dtype is not like.t.dtype:
-            t0 = t0._apply("cast", arg=like.t.dtype)
-        return _Expr(self._expand((id(t0.node),), t0.node, like.t), self)
+        return _Expr(self._expand(self.cast(t0, like).node, like.t), self)
+
+    @staticmethod
+    def cast(t0: Tensor, like: "_Expr") -> Tensor:
+        """`t0` in `like`'s dtype."""
+        return t0 if t0.dtype is like.t.dtype else t0._apply("cast", arg=like.t.dtype)
 
     def const(self, value, t: Tensor) -> Tensor:
-        return self._expand(("const", float(value), t.dtype), None, t, value)
+        return self._expand(const(value, t.dtype), t)
 
-    def _expand(self, key, node, t: Tensor, value=None) -> Tensor:
-        full = key + (t.node.shape,)
-        out = self._expanded.get(full)
+    def _expand(self, node: Node, t: Tensor) -> Tensor:
+        key = (node, t.node.shape, t.device)   # the node itself, not its id: kept alive while cached
+        out = self._expanded.get(key)
         if out is None:
-            node = node if node is not None else const(value, t.dtype)
-            out = self._expanded[full] = Tensor._wrap(expand_to(node, t.node.shape), t.device)
+            out = self._expanded[key] = Tensor._wrap(expand_to(node, t.node.shape), t.device)
         return out
+
+    def done(self) -> None:
+        """End of the step: keep the expansions the next step may reuse (of constants and of the
+        host buffers kept), drop those of this step's own values."""
+        kept = {id(t.node) for _, _, t in self._hosts.values()}
+        for key in [k for k in self._expanded if k[0].op != "const" and id(k[0]) not in kept]:
+            del self._expanded[key]
 
     def zeros(self, like: _Expr) -> _Expr:
         return _Expr(self.const(0.0, like.t), self)
@@ -241,29 +279,34 @@ class Optimizer:
                 loss = closure()
         targets: list[Tensor] = []
         with no_grad():
-            sc = _Scalars()
+            # the scalar cache is not state (never saved); ember.compile's traces get none: a
+            # tensor a trace makes and something keeps alive is one of the trace's results
+            sc = _Scalars(self.__dict__.setdefault("_scalar_cache", {}) if tracing.current is None else None)
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is None:
                         continue
                     grad = p.grad
-                    if grad.shape != p.shape or grad.dtype is not p.dtype:
+                    if grad.node.shape != p.node.shape or grad.node.dtype is not p.node.dtype:
                         raise RuntimeError(f"gradient ({grad.dtype.name}{list(grad.shape)}) does not match its "
                                            f"parameter ({p.dtype.name}{list(p.shape)})")
-                    state = self.state[p] if p in self.state else {}
+                    known = self.state.get(p)   # (get: the defaultdict makes no entry)
+                    state = {} if known is None else known
                     new_p, new_state = self._update(group, sc.wrap(p), sc.wrap(grad), state, sc)
-                    if new_state and p not in self.state:   # as in PyTorch: no entry for stateless updates
+                    if new_state and known is None:   # as in PyTorch: no entry for stateless updates
                         self.state[p] = state
                     p._rebind(new_p.t)
                     targets.append(p)
                     for k, v in new_state.items():
                         v = v.t if isinstance(v, _Expr) else v
                         old = state.get(k)
-                        if isinstance(old, Tensor) and old.shape == v.shape and old.dtype is v.dtype:
+                        if isinstance(old, Tensor) and old.node.shape == v.node.shape \
+                                and old.node.dtype is v.node.dtype:
                             old._rebind(v)   # in place: references to the state tensor see the new value
                         else:  # a new tensor object: never alias the gradient or the caller's tensors
                             state[k] = old = Tensor._wrap(v.node, v.device)
                         targets.append(old)
+            sc.done()
         # The gradients are realized too (they are computed anyway; storing them costs one write):
         # a lazy p.grad left behind would keep the step's forward graph alive and be recomputed
         # from it if read again, and gradients accumulated over steps without zero_grad would
@@ -287,11 +330,19 @@ class Optimizer:
     @staticmethod
     def _next_step(state: dict, p: _Expr) -> Tensor:
         """The advanced per-parameter step count (a 0-dim tensor, as PyTorch keeps it), computed in
-        the graph so a compiled step needs no host read of it."""
-        old = state.get("step")
+        the graph so a compiled step needs no host read of it.
+
+        Parameters whose counts start together share one first buffer, so their counts stay one
+        graph node from then on (old + 1 of one node is one node): everything derived from the
+        count (bias corrections) is then built once per step for all of them (`_Scalars.memo`).
+        Each parameter still has its own state tensor; a count set apart (load_state_dict) is
+        simply not shared."""
+        old, sc, device = state.get("step"), p.sc, p.t.device
         if old is None:
-            return _scalar_tensor(1.0, _step_dtype(), p.t.device)
-        return old._apply("add", Tensor._wrap(const(1, old.dtype), old.device))
+            dtype = _step_dtype()
+            return sc.memo(("step", None, dtype, device), lambda: _scalar_tensor(1.0, dtype, device))
+        return sc.memo(("step", old.node, old.device),
+                       lambda: old._apply("add", Tensor._wrap(const(1, old.dtype), old.device)))
 
     # -- state_dict ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
