@@ -101,15 +101,15 @@ def gemm_epilogue(kern: GemmKernel, r: Node, outputs: list, is_input) -> tuple[G
     at (batch et, row em0 + er, column en0 + ec) — the tile's origin and its row and column in it —
     with exact index ranges, so the index simplifier leaves no div/mod along the columns.
 
-    They fit when the product has one row and one column axis (and at most one batch axis), not
-    computed transposed; the outputs have its shape (its summed axes dropped) and C's dtype; the
+    They fit when the product has one column axis and at most one batch axis (rows may span several
+    axes, e.g. batch x sequence), not computed transposed; the outputs have its shape (its summed axes dropped) and C's dtype; the
     work is EPILOGUE_OPS on C's dtype and bools; other buffers are of C's dtype and read along the
     columns contiguously or broadcast, at most EPILOGUE_MAX_MATRICES of them of C's size; C is read
     only at the element written."""
     from ember.kernels.gemm import default_config
     from .lower import element_program
     t, m, n, ks, swapped = kern.roles
-    if swapped or len(t) > 1 or len(m) != 1 or len(n) != 1:
+    if swapped or len(t) > 1 or not m or len(n) != 1:
         return None
     out_shape = tuple(x for d, x in enumerate(r.shape) if d not in ks)
     if any(o.shape != out_shape or o.dtype is not r.dtype for o in outputs):
@@ -122,8 +122,10 @@ def gemm_epilogue(kern: GemmKernel, r: Node, outputs: list, is_input) -> tuple[G
             em = Var("em0", 0, kern.M - cfg.mr) if rows == cfg.mr else Var("em0", kern.M - rows, kern.M - rows)
             en = Var("en0", 0, kern.N - cfg.nr) if cols == cfg.nr else Var("en0", kern.N - cols, kern.N - cols)
             rv, cv = Var("er", 0, rows - 1), Var("ec", 0, cols - 1)
-            idx = tuple(Expr({et: 1}, 0) if d in t else Expr({em: 1, rv: 1}, 0) if d in m
-                        else Expr({en: 1, cv: 1}, 0) if d in n else Expr({}, 0)   # (size-1 axes have no role)
+            row = Expr({em: 1, rv: 1}, 0)   # the flat row; several row axes (batch x sequence) split it
+            inner = {d: int(np.prod([r.shape[e] for e in m if e > d])) for d in m}
+            idx = tuple(Expr({et: 1}, 0) if d in t else (row // inner[d] if d == m[0] else row // inner[d] % r.shape[d])
+                        if d in m else Expr({en: 1, cv: 1}, 0) if d in n else Expr({}, 0)   # (size-1 axes: no role)
                         for d in range(len(r.shape)) if d not in ks)
             prog = element_program(outputs, is_input, r, idx)
             if prog is None or (nodes is not None and [id(x) for x in prog[2]] != [id(x) for x in nodes]):

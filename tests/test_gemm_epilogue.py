@@ -129,3 +129,16 @@ def test_mlp_gradients_match_torch():
         ((h @ ps[2].T + ps[3]).relu() ** 2).sum().backward()
     for e, t in zip(ep, tp):
         np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(B=st.integers(2, 5), T=st.sampled_from([7, 16, 33]), N=cols)
+def test_rows_over_batch_and_sequence(B, T, N):
+    """A linear layer over (batch, sequence, features) with a residual-free bias + ReLU: the product's
+    rows span two axes, split back per row inside the epilogue (tiles straddle batch boundaries)."""
+    K = big_enough(B * T, N, 48)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((B, T, K), (N, K), (N,)))
+    (got,), names = run(lambda x, w, b: (x @ w.T + b).relu(), x, w, b)
+    want = np.maximum(x.astype(np.float64) @ w.T + b, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+    assert fused(names), names
