@@ -71,6 +71,12 @@ def source(machine: str | None = None) -> str:
 
     def word(name, idx):
         return f"  %{name} = getelementptr i64, ptr %st, i64 {idx}"
+
+    def spin(label, ptr, pred, bound, then):
+        """Block `label`: wait (pausing) while `*ptr pred bound`, then go to `then`."""
+        return (f"{label}:\n  %{label}.v = load atomic i64, ptr {ptr} seq_cst, align 8\n"
+                f"  %{label}.c = icmp {pred} i64 %{label}.v, {bound}\n"
+                f"  br i1 %{label}.c, label %{label}.p, label %{then}\n{label}.p:\n  {pause}\n  br label %{label}")
     return f"""; ember native thread pool (compiler/runtime/cpu_pool.py)
 declare i64 @syscall(i64, ...)
 {"declare void @llvm.x86.sse2.pause()" if pause else ""}
@@ -118,13 +124,7 @@ skip:
   %e1 = getelementptr i64, ptr %e, i64 %words
   %i1 = add i64 %i, 1
   br label %find
-ready:
-  %f = load atomic i64, ptr %fin acquire, align 8
-  %early = icmp ult i64 %f, %base
-  br i1 %early, label %pause, label %exec
-pause:
-  {pause}
-  br label %ready
+{spin("ready", "%fin", "ult", "%base", "exec")}
 exec:
   %share = sub i64 %s, %base
   call void @call(ptr %e, i64 %share, i64 %sh)
@@ -166,24 +166,12 @@ futex:
 mine:
   call void @work(ptr %st)
   br label %finish
-finish:
-  %d = load atomic i64, ptr %fin acquire, align 8
-  %wait = icmp ult i64 %d, %shares
-  br i1 %wait, label %pause, label %close
-pause:
-  {pause}
-  br label %finish
+{spin("finish", "%fin", "ult", "%shares", "close")}
 close:
   store atomic i64 1, ptr %closed seq_cst, align 8
 {word("active", ACTIVE)}
   br label %leave
-leave:
-  %a = load atomic i64, ptr %active seq_cst, align 8
-  %busy = icmp ne i64 %a, 0
-  br i1 %busy, label %pause2, label %exit
-pause2:
-  {pause}
-  br label %leave
+{spin("leave", "%active", "ne", "0", "exit")}
 exit:
   ret void
 }}
