@@ -88,12 +88,15 @@ def test_two_outputs_and_views():
 
 
 def test_reading_other_elements_is_not_fused():
-    """A consumer reading the product shifted (another tile's values) must not be an epilogue."""
+    """A consumer reading the product at other elements (another tile's values) must not be an
+    epilogue: rows flipped (contiguous along the columns, so only the element check stops it) and
+    columns flipped."""
     x, w = rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((96, 64)).astype(np.float32)
-    (got,), names = run(lambda x, w: (x @ w) + (x @ w).flip(1), x, w)
     p = x.astype(np.float64) @ w
-    np.testing.assert_allclose(got, p + p[:, ::-1], rtol=1e-4, atol=1e-4)
-    assert not fused(names)
+    for axis in (0, 1):
+        (got,), names = run(lambda x, w: (x @ w) + (x @ w).flip(axis), x, w)
+        np.testing.assert_allclose(got, p + np.flip(p, axis), rtol=1e-4, atol=1e-4)
+        assert not fused(names)
 
 
 def test_optimizer_like_update_stays_a_separate_kernel():
