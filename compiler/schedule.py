@@ -264,13 +264,14 @@ def _group(outputs: list[Node], roots: dict, templates: dict, merge_dependent: b
             readers = [x for x in order if direct[id(x)] >> pos[id(r)] & 1]
             ids = {id(x) for x in readers}
             fused = None
-            if roots[id(r)][1] != "output" and len(readers) < MAX_GROUP_OUTPUTS:
+            if id(r) not in wanted and len(readers) < MAX_GROUP_OUTPUTS:
                 fused = gemm_epilogue(kern, r, readers, lambda x: x.realized or (id(x) in roots and id(x) not in ids))
             epilogues[id(r)] = (fused, ids)
         fused, ids = epilogues[id(r)]
         return (fused is not None and id(n) in ids
                 and _can_join(n, masks[j], direct, reach, order, merge_dependent, same_shape=False))
     epilogues: dict = {}    # id(product) -> (the GEMM with its epilogue, the epilogue's buffers)
+    wanted = {id(o) for o in outputs}   # (a product asked for is stored: its reason reads "gemm")
     for n in order:
         j = len(groups) - 1
         deps = [group_of[k] for k in _bits(direct[id(n)])]

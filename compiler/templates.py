@@ -96,16 +96,17 @@ def gemm_epilogue(kern: GemmKernel, r: Node, outputs: list, is_input) -> tuple[G
     """The GEMM computing `outputs` instead of its product `r` — the same-shape elementwise values
     that read it (a linear layer's bias and ReLU, a ReLU's backward mask): the GEMM and the
     epilogue's extra param nodes (inputs, then outputs), or None if they do not fit. The product
-    itself is then not stored (the caller makes sure nothing else reads it). Each tile shape (MR or M % MR rows, NR
-    or N % NR columns: the ragged ones start at fixed places) gets its own element program, lowered
-    at (batch et, row em0 + er, column en0 + ec) — the tile's origin and its row and column in it —
-    with exact index ranges, so the index simplifier leaves no div/mod along the columns.
+    itself is then not stored (the caller makes sure nothing else reads it). Each tile shape (MR
+    or M % MR rows, NR or N % NR columns: the ragged ones start at fixed places) gets its own
+    element program, lowered at (batch et, row em0 + er, column en0 + ec) — the tile's origin and
+    its row and column in it — with exact index ranges, so the index simplifier leaves no div/mod
+    along the columns.
 
-    They fit when the product has one column axis and at most one batch axis (rows may span several
-    axes, e.g. batch x sequence), not computed transposed; the outputs have its shape (its summed axes dropped) and C's dtype; the
-    work is EPILOGUE_OPS on C's dtype and bools; other buffers are of C's dtype and read along the
-    columns contiguously or broadcast, at most EPILOGUE_MAX_MATRICES of them of C's size; C is read
-    only at the element written."""
+    They fit when the product has one column axis and at most one batch axis (rows may span
+    several axes, e.g. batch x sequence), not computed transposed; the outputs have its shape (its
+    summed axes dropped) and C's dtype; the work is EPILOGUE_OPS on C's dtype and bools; other
+    buffers are of C's dtype and read along the columns contiguously or broadcast, at most
+    EPILOGUE_MAX_MATRICES of them of C's size; C is read only at the element written."""
     from ember.kernels.gemm import default_config
     from .lower import element_program
     t, m, n, ks, swapped = kern.roles

@@ -87,6 +87,15 @@ def test_two_outputs_and_views():
     np.testing.assert_allclose(h, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
 
 
+def test_a_product_asked_for_is_stored():
+    """The product realized together with a value reading it: C must be stored, so no epilogue."""
+    x, w = rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((96, 64)).astype(np.float32)
+    (p, h), names = run(lambda x, w: (x @ w, (x @ w - 1).relu()), x, w)
+    want = x.astype(np.float64) @ w
+    np.testing.assert_allclose(p, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(h, np.maximum(want - 1, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_reading_other_elements_is_not_fused():
     """A consumer reading the product at other elements (another tile's values) must not be an
     epilogue: rows flipped (contiguous along the columns, so only the element check stops it) and
